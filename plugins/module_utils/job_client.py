@@ -1,0 +1,251 @@
+# Copyright: Dify CE Kubernetes maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Kubernetes side of the migration runner: Jobs, pods, logs and the record.
+
+Objects cross this boundary as plain dicts in the API's own (camelCase) shape, the
+same shape kubectl prints, so the runner's logic and its tests never see client
+models. Watching uses the watch API with one thread per watched collection: the
+runner learns about a finished Job within milliseconds instead of polling.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import AlreadyExists
+
+try:
+    from kubernetes import client as k8s
+    from kubernetes import watch as k8s_watch
+    from kubernetes.client.rest import ApiException
+except ImportError:  # reported by the module (AnsibleK8SModule requires kubernetes)
+    k8s = k8s_watch = None
+
+    class ApiException(Exception):  # type: ignore[no-redef]
+        status = 0
+
+
+# A watch request ends on the server after this long and is re-established; short
+# enough that a silently dropped connection is noticed, long enough to be cheap.
+WATCH_SECONDS = 50
+RECONNECT_DELAY = 0.5
+
+
+def _json(response: Any) -> dict[str, Any]:
+    return json.loads(response.data)
+
+
+def _selector(job: dict[str, Any]) -> str:
+    labels = ((job.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not labels:  # a Job as returned by the API always has one
+        labels = {"job-name": job["metadata"]["name"]}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+class JobClient:
+    """JobApi for a real cluster, built on an authenticated kubernetes ApiClient."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.batch = k8s.BatchV1Api(api_client)
+        self.core = k8s.CoreV1Api(api_client)
+
+    # -- Jobs ------------------------------------------------------------------
+    def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return _json(self.batch.create_namespaced_job(namespace, body, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 409:
+                raise AlreadyExists(body["metadata"]["name"]) from exc
+            raise
+
+    def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        options = {"propagationPolicy": "Background"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        try:
+            self.batch.delete_namespaced_job(name, namespace, body=options, _preload_content=False)
+        except ApiException as exc:
+            # 404: already gone; 409: the uid precondition failed, i.e. it is not the
+            # Job we meant any more (someone replaced it) - not ours to delete.
+            if exc.status not in (404, 409):
+                raise
+
+    def wait_job_gone(self, namespace: str, name: str, uid: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.read_job(namespace, name)
+            if job is None or job["metadata"].get("uid") != uid:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            watcher = k8s_watch.Watch()
+            for event in watcher.stream(
+                self.batch.list_namespaced_job,
+                namespace,
+                field_selector=f"metadata.name={name}",
+                resource_version=job["metadata"]["resourceVersion"],
+                timeout_seconds=max(1, int(remaining)),
+            ):
+                if event["type"] == "DELETED":
+                    watcher.stop()
+                    return True
+
+    # -- pods and logs -----------------------------------------------------------
+    def list_pods(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
+        response = self.core.list_namespaced_pod(namespace, label_selector=_selector(job), _preload_content=False)
+        return _json(response).get("items") or []
+
+    def read_log(self, namespace: str, pod: str, container: str) -> str:
+        # Migration output is short; the cap only protects against a runaway log.
+        response = self.core.read_namespaced_pod_log(
+            pod, namespace, container=container, limit_bytes=4 * 1024 * 1024, _preload_content=False
+        )
+        return response.data.decode("utf-8", errors="replace")
+
+    # -- the record ----------------------------------------------------------------
+    def read_record(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            cm = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cm.get("data") or {}
+
+    def write_record(self, namespace: str, name: str, data: dict[str, str], labels: dict[str, str]) -> None:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": data}
+        for _ in range(3):
+            try:
+                current = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                try:
+                    self.core.create_namespaced_config_map(namespace, body, _preload_content=False)
+                    return
+                except ApiException as create_exc:
+                    if create_exc.status != 409:
+                        raise
+                    continue
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            try:
+                self.core.replace_namespaced_config_map(name, namespace, body, _preload_content=False)
+                return
+            except ApiException as exc:
+                if exc.status != 409:  # someone wrote in between: read again
+                    raise
+        raise RuntimeError(f"could not write migration record ConfigMap {namespace}/{name}: kept conflicting")
+
+    # -- following -------------------------------------------------------------------
+    def follow(self, namespace: str, job: dict[str, Any]) -> EventStream:
+        stream = EventStream()
+        name = job["metadata"]["name"]
+        stream.watch("job", self.batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}")
+        stream.watch("pod", self.core.list_namespaced_pod, namespace, label_selector=_selector(job))
+        return stream
+
+
+class EventStream:
+    """Events of several watched collections merged into one queue."""
+
+    def __init__(self) -> None:
+        self._events: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._watchers: list[Any] = []
+
+    def watch(self, kind: str, list_fn: Callable[..., Any], namespace: str, **selector: str) -> None:
+        thread = threading.Thread(
+            target=self._run, args=(kind, list_fn, namespace, selector), name=f"watch-{kind}", daemon=True
+        )
+        thread.start()
+
+    def get(self, timeout: float) -> tuple[str, str, dict[str, Any]] | None:
+        try:
+            event = self._events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(event, BaseException):
+            raise event
+        return event
+
+    def close(self) -> None:
+        self._stop.set()
+        for watcher in list(self._watchers):
+            watcher.stop()
+
+    def _run(self, kind: str, list_fn: Callable[..., Any], namespace: str, selector: dict[str, str]) -> None:
+        known: dict[str, dict[str, Any]] = {}
+        resource_version = None
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if resource_version is None:
+                    # (Re-)list: the current state, and DELETED for what vanished meanwhile.
+                    listing = _json(list_fn(namespace, _preload_content=False, **selector))
+                    resource_version = listing["metadata"]["resourceVersion"]
+                    current = {item["metadata"]["name"]: item for item in listing.get("items") or []}
+                    for gone in set(known) - set(current):
+                        self._events.put((kind, "DELETED", known.pop(gone)))
+                    for item_name, item in current.items():
+                        known[item_name] = item
+                        self._events.put((kind, "ADDED", item))
+                watcher = k8s_watch.Watch()
+                self._watchers.append(watcher)
+                try:
+                    for event in watcher.stream(
+                        list_fn,
+                        namespace,
+                        resource_version=resource_version,
+                        timeout_seconds=WATCH_SECONDS,
+                        allow_watch_bookmarks=True,
+                        **selector,
+                    ):
+                        if self._stop.is_set():
+                            return
+                        obj = event["raw_object"]
+                        resource_version = obj.get("metadata", {}).get("resourceVersion") or resource_version
+                        if event["type"] == "BOOKMARK":
+                            continue
+                        item_name = obj["metadata"]["name"]
+                        if event["type"] == "DELETED":
+                            known.pop(item_name, None)
+                        else:
+                            known[item_name] = obj
+                        self._events.put((kind, event["type"], obj))
+                finally:
+                    self._watchers.remove(watcher)
+                failures = 0
+            except ApiException as exc:
+                if self._stop.is_set():
+                    return
+                if exc.status == 410:  # resourceVersion too old: list again
+                    resource_version = None
+                    continue
+                failures += 1
+                if exc.status in (401, 403, 404) or failures > 20:
+                    self._events.put(exc)
+                    return
+                resource_version = None
+                self._stop.wait(RECONNECT_DELAY)
+            except Exception as exc:  # connection dropped, apiserver restarting, ...
+                if self._stop.is_set():
+                    return
+                failures += 1
+                if failures > 20:
+                    self._events.put(exc)
+                    return
+                resource_version = None
+                self._stop.wait(RECONNECT_DELAY)

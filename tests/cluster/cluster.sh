@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The local control plane: real etcd, kube-apiserver, kube-controller-manager and
+# kube-scheduler, with kwok standing in for kubelets. Started through
+# `kwokctl --runtime=binary` with binaries built from Go modules (build.sh).
+#
+#   cluster.sh up      start (or reuse) the cluster; last line: KUBECONFIG=<path>
+#   cluster.sh down    stop it and remove its state; kills only its own processes
+#   cluster.sh status  exit 0 when the cluster answers
+#
+# Environment: DIFY_CE_CLUSTER_NAME (default dify-ce), DIFY_CE_CACHE_DIR.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+name=${DIFY_CE_CLUSTER_NAME:-dify-ce}
+cache_root=${DIFY_CE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dify-ce-kubernetes}
+export KWOK_WORKDIR="$cache_root/kwok"
+workdir="$KWOK_WORKDIR/clusters/$name"
+kubeconfig="$cache_root/$name.kubeconfig"
+config_files=("$here/config/kwokctl.yaml" "$here/config/stages.yaml")
+manifests=("$here/manifests/nodes.yaml" "$here/manifests/storage-classes.yaml")
+
+log() { echo "[cluster] $*" >&2; }
+
+config_hash() {
+  cat "${config_files[@]}" "${manifests[@]}" "$here/versions.env" | sha256sum | cut -c1-16
+}
+
+bin_dir() { "$here/build.sh" | tail -n 1; }
+
+healthy() {
+  [ -f "$kubeconfig" ] && [ -d "$workdir" ] &&
+    "$1/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw /readyz >/dev/null 2>&1
+}
+
+# PIDs kwokctl started for this cluster, from its pid files.
+our_pids() {
+  local f
+  for f in "$workdir"/pids/*.pid; do
+    [ -f "$f" ] && cat "$f"
+  done
+  return 0
+}
+
+stop_cluster() {
+  local bin=$1 pids pid
+  pids=$(our_pids)
+  if [ -d "$workdir" ]; then
+    "$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2 || true
+  fi
+  # kwokctl stops the processes it started; make sure, by PID and only ours.
+  for pid in $pids; do
+    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$bin/"; then
+      log "process $pid still running after delete; killing it"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$workdir"
+  rm -f "$kubeconfig" "$cache_root/$name.config-hash"
+}
+
+up() {
+  local bin t0=$SECONDS
+  bin=$(bin_dir)
+  if healthy "$bin" && [ "$(cat "$cache_root/$name.config-hash" 2>/dev/null)" = "$(config_hash)" ]; then
+    log "reusing running cluster $name"
+    echo "KUBECONFIG=$kubeconfig"
+    return 0
+  fi
+  if [ -d "$workdir" ] || [ -f "$kubeconfig" ]; then
+    log "removing stale or outdated cluster $name"
+    stop_cluster "$bin"
+  fi
+  mkdir -p "$cache_root"
+  log "creating cluster $name"
+  local args=()
+  for f in "${config_files[@]}"; do args+=(--config "$f"); done
+  "$bin/kwokctl" "${args[@]}" create cluster --name "$name" --runtime binary \
+    --kubeconfig "$kubeconfig" \
+    --etcd-binary "$bin/etcd" \
+    --kube-apiserver-binary "$bin/kube-apiserver" \
+    --kube-controller-manager-binary "$bin/kube-controller-manager" \
+    --kube-scheduler-binary "$bin/kube-scheduler" \
+    --kwok-controller-binary "$bin/kwok" \
+    --wait 120s >&2
+  local kc=("$bin/kubectl" --kubeconfig "$kubeconfig")
+  for m in "${manifests[@]}"; do "${kc[@]}" apply --server-side -f "$m" >&2; done
+  "${kc[@]}" wait --for=condition=Ready node --all --timeout=60s >&2
+  # kwokctl's readiness only covers the apiserver: the default ServiceAccount shows that
+  # the controller-manager runs too (its serviceaccount controller creates it).
+  local i
+  for i in $(seq 1 120); do
+    "${kc[@]}" get serviceaccount default -n default >/dev/null 2>&1 && break
+    [ "$i" = 120 ] && { log "controller-manager did not start; see $workdir/logs"; return 1; }
+    sleep 0.5
+  done
+  config_hash >"$cache_root/$name.config-hash"
+  log "cluster $name ready in $((SECONDS - t0))s"
+  echo "KUBECONFIG=$kubeconfig"
+}
+
+down() {
+  local bin
+  bin=$(bin_dir)
+  stop_cluster "$bin"
+  log "cluster $name stopped"
+}
+
+status() {
+  local bin
+  bin=$(bin_dir)
+  healthy "$bin"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  bin-dir) bin_dir ;;
+  *) echo "usage: $0 up|down|status|bin-dir" >&2; exit 2 ;;
+esac
