@@ -666,7 +666,7 @@ class MigrationRunner:
     # -- helpers ------------------------------------------------------------
     def _base_result(self, decision: Decision) -> dict[str, Any]:
         return {
-            "action": decision.action,
+            "decision": decision.action,
             "msg": decision.reason,
             "job_name": self.spec.job_name,
             "image": self.spec.image,

@@ -160,7 +160,7 @@ options:
 requirements:
   - kubernetes >= 24.2.0
 notes:
-  - Supports check mode (reports V(run), V(attach) or V(skip) in RV(action) and creates nothing)
+  - Supports check mode (reports V(run), V(attach) or V(skip) in RV(decision) and creates nothing)
     and diff mode (shows the change of the migration record).
   - Needs, in O(namespace), permission to get, create, delete, list and watch Jobs, to list and
     watch pods, to get pod logs, and to get, create and update ConfigMaps.
@@ -198,7 +198,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-action:
+decision:
   description: What the module did, V(run) (new Job), V(attach) (followed an existing Job) or V(skip).
   returned: always
   type: str
@@ -256,7 +256,7 @@ logs:
   elements: str
 skipped_reason:
   description: Why no Job was needed.
-  returned: when RV(action=skip)
+  returned: when RV(decision=skip)
   type: str
 record:
   description:

@@ -44,7 +44,7 @@ stop_cluster() {
   local bin=$1 pids pid
   pids=$(our_pids)
   if [ -d "$workdir" ]; then
-    "$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2 || true
+    "$bin/kwokctl" delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2 9>&- || true
   fi
   # kwokctl stops the processes it started; make sure, by PID and only ours.
   for pid in $pids; do
@@ -80,7 +80,7 @@ up() {
     --kube-controller-manager-binary "$bin/kube-controller-manager" \
     --kube-scheduler-binary "$bin/kube-scheduler" \
     --kwok-controller-binary "$bin/kwok" \
-    --wait 120s >&2
+    --wait 120s >&2 9>&- # the daemons must not inherit (and hold) the lock
   local kc=("$bin/kubectl" --kubeconfig "$kubeconfig")
   for m in "${manifests[@]}"; do "${kc[@]}" apply --server-side -f "$m" >&2; done
   "${kc[@]}" wait --for=condition=Ready node --all --timeout=60s >&2
@@ -110,9 +110,16 @@ status() {
   healthy "$bin"
 }
 
+# One cluster-up/down at a time (parallel test workers, a demo and a test run).
+lock() {
+  mkdir -p "$cache_root"
+  exec 9>"$cache_root/$name.lock"
+  flock 9
+}
+
 case "${1:-}" in
-  up) up ;;
-  down) down ;;
+  up) lock; up ;;
+  down) lock; down ;;
   status) status ;;
   bin-dir) bin_dir ;;
   *) echo "usage: $0 up|down|status|bin-dir" >&2; exit 2 ;;

@@ -328,7 +328,7 @@ def test_successful_run_records_image_and_revisions():
         logs=text("migration_output.log"),
     )
     result = runner(api, clock).run()
-    assert result["action"] == "run"
+    assert result["decision"] == "run"
     assert result["changed"] is True
     assert result["exit_code"] == 0
     assert result["pod_name"] == "dify-db-migration-x7k2p"
@@ -346,7 +346,7 @@ def test_second_run_with_same_image_creates_no_job():
     api = FakeApi(clock, record=dict(RECORD, completed_at="2026-11-25T10:00:12Z"), job=fixture("job_complete.yaml"))
     result = runner(api, clock).run()
     assert result["changed"] is False
-    assert result["action"] == "skip"
+    assert result["decision"] == "skip"
     assert "already migrated" in result["skipped_reason"]
     assert api.created == [] and api.deleted == []
 
@@ -456,7 +456,7 @@ def test_attaches_to_a_running_job_instead_of_starting_another():
         pods=[fixture("pod_succeeded.yaml")],
     )
     result = runner(api, clock).run()
-    assert result["action"] == "attach"
+    assert result["decision"] == "attach"
     assert api.created == []
     assert api.records_written[-1]["job_uid"] == running["metadata"]["uid"]
 
@@ -470,7 +470,7 @@ def test_losing_the_create_race_attaches_to_the_winner():
     )
     api.create_conflicts = 1
     result = runner(api, clock).run()
-    assert result["action"] == "attach"
+    assert result["decision"] == "attach"
     assert api.created == []
 
 
@@ -492,7 +492,7 @@ def test_check_mode_reports_and_creates_nothing():
     clock = FakeClock()
     api = FakeApi(clock, record=RECORD, job=fixture("job_complete.yaml"))
     result = runner(api, clock, image="langgenius/dify-api:1.11.5").check()
-    assert result["action"] == "run" and result["changed"] is True
+    assert result["decision"] == "run" and result["changed"] is True
     assert "image: langgenius/dify-api:1.11.5" in result["diff"]["after"]
     assert "image: " + IMAGE in result["diff"]["before"]
     assert api.created == [] and api.deleted == [] and api.records_written == []
@@ -502,7 +502,7 @@ def test_check_mode_skip_is_unchanged():
     clock = FakeClock()
     api = FakeApi(clock, record=RECORD)
     result = runner(api, clock).check()
-    assert result["action"] == "skip" and result["changed"] is False
+    assert result["decision"] == "skip" and result["changed"] is False
     assert result["diff"]["before"] == result["diff"]["after"]
 
 
