@@ -127,7 +127,7 @@ class JobClient:
 
     def write_record(self, namespace: str, name: str, data: dict[str, str], labels: dict[str, str]) -> None:
         body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": data}
-        for _ in range(3):
+        for _attempt in range(3):
             try:
                 current = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
             except ApiException as exc:

@@ -88,7 +88,6 @@ class EventStream(Protocol):
 
     def get(self, timeout: float) -> tuple[str, str, dict[str, Any]] | None:
         """The next event, or None when nothing happened within ``timeout`` seconds."""
-        ...
 
     def close(self) -> None: ...
 
@@ -453,7 +452,7 @@ class MigrationRunner:
 
     def check(self) -> dict[str, Any]:
         """Check mode: say what would happen, change nothing."""
-        decision, record, _ = self.plan()
+        decision, record, _job = self.plan()
         result = self._base_result(decision)
         result["changed"] = decision.action != "skip"
         if decision.action == "skip":
@@ -470,7 +469,7 @@ class MigrationRunner:
 
     # -- running -------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        for _ in range(self.MAX_RACE_RETRIES):
+        for _attempt in range(self.MAX_RACE_RETRIES):
             decision, record, existing = self.plan()
             if decision.action == "skip":
                 result = self._base_result(decision)

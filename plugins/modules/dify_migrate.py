@@ -333,7 +333,7 @@ def argument_spec() -> dict:
         allow_latest=dict(type="bool", default=False),
         command=dict(type="list", elements="str", default=list(DEFAULT_COMMAND)),
         env=dict(type="dict", default={}),
-        env_from_secrets=dict(type="list", elements="str", default=[]),
+        env_from_secrets=dict(type="list", elements="str", default=[], no_log=False),
         env_from_config_maps=dict(type="list", elements="str", default=[]),
         job_name=dict(type="str", default="dify-db-migration"),
         ttl_seconds_after_finished=dict(type="int", default=86400),

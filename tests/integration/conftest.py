@@ -51,8 +51,10 @@ class Cluster:
         )
 
     def apply(self, manifest: dict | list | str, namespace: str | None = None, check: bool = True):
-        text = manifest if isinstance(manifest, str) else yaml.safe_dump_all(
-            manifest if isinstance(manifest, list) else [manifest]
+        text = (
+            manifest
+            if isinstance(manifest, str)
+            else yaml.safe_dump_all(manifest if isinstance(manifest, list) else [manifest])
         )
         args = ["apply", "--server-side", "--field-manager=dify-ce-tests", "-f", "-"]
         if namespace:
@@ -78,10 +80,12 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     given = os.environ.get("DIFY_CE_TEST_KUBECONFIG")
-    bin_dir = Path(subprocess.run([str(CLUSTER_SH), "bin-dir"], capture_output=True, text=True, check=True).stdout.strip())
+    bin_dir = Path(
+        subprocess.run([str(CLUSTER_SH), "bin-dir"], capture_output=True, text=True, check=True).stdout.strip()
+    )
     if given:
         return Cluster(given, bin_dir)
-    out = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True)
+    out = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         pytest.fail(f"could not start the local cluster:\n{out.stderr[-4000:]}")
     last = out.stdout.strip().splitlines()[-1]
@@ -98,7 +102,7 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest):
     name = f"t-{base}-{uuid.uuid4().hex[:5]}"
     cluster.kubectl("create", "namespace", name)
     # The serviceaccount controller creates "default" shortly after; pods need it.
-    for _ in range(100):
+    for _attempt in range(100):
         if cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0:
             break
         time.sleep(0.1)
@@ -197,7 +201,7 @@ def run_playbook(
     if env:
         run_env.update(env)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, cwd=ROOT, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, cwd=ROOT, timeout=timeout, check=False)
     finally:
         os.unlink(handle.name)
     results: dict[str, list[dict[str, Any]]] = {}
@@ -206,7 +210,9 @@ def run_playbook(
         try:
             doc = json.loads(proc.stdout[proc.stdout.index("{") :])
         except ValueError as exc:
-            raise AssertionError(f"no JSON from ansible-playbook:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from exc
+            raise AssertionError(
+                f"no JSON from ansible-playbook:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            ) from exc
         for play in doc.get("plays", []):
             for task in play.get("tasks", []):
                 for host_result in task.get("hosts", {}).values():

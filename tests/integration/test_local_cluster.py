@@ -175,13 +175,23 @@ def test_service_account_token_is_limited_to_its_role(cluster: Cluster, namespac
         cluster.kubectl("create", "serviceaccount", "awx", "-n", namespace)
         cluster.kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", namespace)
         cluster.kubectl(
-            "create", "rolebinding", "awx-pod-reader", "--role=pod-reader", f"--serviceaccount={namespace}:awx",
-            "-n", namespace,
+            "create",
+            "rolebinding",
+            "awx-pod-reader",
+            "--role=pod-reader",
+            f"--serviceaccount={namespace}:awx",
+            "-n",
+            namespace,
         )
         token = cluster.kubectl("create", "token", "awx", "-n", namespace, "--duration=10m").stdout.strip()
         server = cluster.kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").stdout
         ca = cluster.kubectl(
-            "config", "view", "--minify", "--flatten", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"
+            "config",
+            "view",
+            "--minify",
+            "--flatten",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
         ).stdout
         ca_file = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"ca-{namespace}.crt")
         with open(ca_file, "wb") as handle:
@@ -189,9 +199,17 @@ def test_service_account_token_is_limited_to_its_role(cluster: Cluster, namespac
 
         def as_awx(*args):
             return subprocess.run(
-                [str(cluster.bin_dir / "kubectl"), f"--server={server}", f"--token={token}",
-                 f"--certificate-authority={ca_file}", "--kubeconfig=/dev/null", *args],
-                capture_output=True, text=True,
+                [
+                    str(cluster.bin_dir / "kubectl"),
+                    f"--server={server}",
+                    f"--token={token}",
+                    f"--certificate-authority={ca_file}",
+                    "--kubeconfig=/dev/null",
+                    *args,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
 
         allowed = wait_for(lambda: as_awx("get", "pods", "-n", namespace).returncode == 0, what="RBAC to apply")
@@ -207,31 +225,31 @@ def test_service_account_token_is_limited_to_its_role(cluster: Cluster, namespac
 def test_cluster_down_stops_every_process_and_up_works_again(tmp_path):
     """A separate cluster (own name) so the shared one keeps running for other tests."""
     env = dict(os.environ, DIFY_CE_CLUSTER_NAME="dify-ce-lifecycle")
-    up = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True, env=env)
+    up = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True, env=env, check=False)
     assert up.returncode == 0, up.stderr[-3000:]
     kubeconfig = up.stdout.strip().splitlines()[-1].split("=", 1)[1]
     workdir_marker = "clusters/dify-ce-lifecycle"
 
     def our_processes():
-        out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=False).stdout
         return [line for line in out.splitlines() if workdir_marker in line]
 
     assert our_processes(), "expected the lifecycle cluster's processes to run"
-    again = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True, env=env)
+    again = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True, env=env, check=False)
     assert again.returncode == 0 and "reusing running cluster" in again.stderr
     # A crash (the apiserver killed) is noticed and cleaned up by the next `up`.
     apiserver = [line.split()[0] for line in our_processes() if "kube-apiserver" in line]
     subprocess.run(["kill", "-9", *apiserver], check=True)
-    recovered = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True, env=env)
+    recovered = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True, env=env, check=False)
     assert recovered.returncode == 0, recovered.stderr[-3000:]
     assert "removing stale" in recovered.stderr
-    down = subprocess.run([str(CLUSTER_SH), "down"], capture_output=True, text=True, env=env)
+    down = subprocess.run([str(CLUSTER_SH), "down"], capture_output=True, text=True, env=env, check=False)
     assert down.returncode == 0, down.stderr[-3000:]
     wait_for(lambda: not our_processes(), timeout=15, what="processes to exit")
     assert not os.path.exists(kubeconfig)
     # idempotent down, and up after down
-    assert subprocess.run([str(CLUSTER_SH), "down"], capture_output=True, env=env).returncode == 0
-    up2 = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True, env=env)
+    assert subprocess.run([str(CLUSTER_SH), "down"], capture_output=True, env=env, check=False).returncode == 0
+    up2 = subprocess.run([str(CLUSTER_SH), "up"], capture_output=True, text=True, env=env, check=False)
     assert up2.returncode == 0, up2.stderr[-3000:]
-    assert subprocess.run([str(CLUSTER_SH), "down"], capture_output=True, env=env).returncode == 0
+    assert subprocess.run([str(CLUSTER_SH), "down"], capture_output=True, env=env, check=False).returncode == 0
     wait_for(lambda: not our_processes(), timeout=15, what="processes to exit")
