@@ -144,13 +144,26 @@ class PlaybookRun:
     results: dict[str, list[dict[str, Any]]]  # task name -> results (json callback)
 
     def result(self, task: str) -> dict[str, Any]:
-        found = self.results.get(task)
+        """The last result of a task, by name (a role's tasks also match without "role : ")."""
+        found = self.results.get(task) or next(
+            (rs for name, rs in self.results.items() if name.endswith(" : " + task)), None
+        )
         assert found, f"task {task!r} did not run; tasks: {list(self.results)}\n{self.stdout[-3000:]}"
         return found[-1]
 
+    def ran(self, task: str) -> bool:
+        return any(name == task or name.endswith(" : " + task) for name in self.results)
+
     @property
     def failed_results(self) -> list[dict[str, Any]]:
-        return [r for rs in self.results.values() for r in rs if r.get("failed") and not r.get("ignore_errors")]
+        """Failed task results, and the failed items of failed loops."""
+        failed = []
+        for results in self.results.values():
+            for r in results:
+                if r.get("failed") and not r.get("ignore_errors"):
+                    failed.append(r)
+                    failed.extend(item for item in r.get("results") or [] if item.get("failed"))
+        return failed
 
     @property
     def changed(self) -> int:
