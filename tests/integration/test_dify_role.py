@@ -91,8 +91,16 @@ def test_install_rerun_upgrade_and_failed_upgrade(cluster, namespace, ansible, p
     deployments = cluster.get("deployments", namespace=namespace)["items"]
     statefulsets = cluster.get("statefulsets", namespace=namespace)["items"]
     assert sorted(d["metadata"]["name"] for d in deployments) == sorted(
-        ["dify-api", "dify-worker", "dify-beat", "dify-web", "dify-sandbox", "dify-plugin-daemon",
-         "dify-ssrf-proxy", "dify-nginx"]
+        [
+            "dify-api",
+            "dify-worker",
+            "dify-beat",
+            "dify-web",
+            "dify-sandbox",
+            "dify-plugin-daemon",
+            "dify-ssrf-proxy",
+            "dify-nginx",
+        ]
     )
     assert sorted(s["metadata"]["name"] for s in statefulsets) == ["dify-postgres", "dify-redis", "dify-weaviate"]
     assert all(ready(o) for o in deployments + statefulsets)
@@ -103,7 +111,7 @@ def test_install_rerun_upgrade_and_failed_upgrade(cluster, namespace, ansible, p
     assert any(c["type"] == "Complete" for c in job["status"]["conditions"])
     migration = run.result("Migrate the database schema")
     assert migration["decision"] == "run" and migration["applied_revisions"][0]["to"] == "64b051264f32"
-    for name in DIFY_APP + ["dify-plugin-daemon"]:
+    for name in [*DIFY_APP, "dify-plugin-daemon"]:
         assert effective_env(cluster, namespace, name)["MIGRATION_ENABLED"] == "false", name
     for (a, var_a), (b, var_b) in MUST_MATCH:
         value_a, value_b = effective_env(cluster, namespace, a)[var_a], effective_env(cluster, namespace, b)[var_b]
@@ -124,7 +132,9 @@ def test_install_rerun_upgrade_and_failed_upgrade(cluster, namespace, ansible, p
     assert secret_data(cluster, namespace) == credentials
 
     # --- upgrade: the migration Job for the new tag exists before any app pod template changes
-    up = site(ansible, namespace, dify_image_tag=NEW, dify_migration_pod_annotations={"dify-ce.test/delay-seconds": "2"})
+    up = site(
+        ansible, namespace, dify_image_tag=NEW, dify_migration_pod_annotations={"dify-ce.test/delay-seconds": "2"}
+    )
     assert up.rc == 0, up.stdout[-3000:]
     job = cluster.get("job", "dify-db-migration", namespace)
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"langgenius/dify-api:{NEW}"
@@ -139,7 +149,9 @@ def test_install_rerun_upgrade_and_failed_upgrade(cluster, namespace, ansible, p
     assert secret_data(cluster, namespace) == credentials
 
     # --- failing migration: the play stops, the app keeps running the version it had
-    bad = site(ansible, namespace, dify_image_tag="1.11.6", dify_migration_pod_annotations={"dify-ce.test/exit-code": "3"})
+    bad = site(
+        ansible, namespace, dify_image_tag="1.11.6", dify_migration_pod_annotations={"dify-ce.test/exit-code": "3"}
+    )
     assert bad.rc != 0
     failed = bad.result("Migrate the database schema")
     assert failed["exit_code"] == 3
@@ -169,7 +181,9 @@ def test_uninstall_keeps_data_and_credentials_for_the_next_install(cluster, name
     back = site(ansible, namespace)
     assert back.rc == 0, back.stdout[-3000:]
     assert secret_data(cluster, namespace) == credentials
-    assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.get("pvc", namespace=namespace)["items"]} == claims
+    assert {
+        p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.get("pvc", namespace=namespace)["items"]
+    } == claims
     assert back.result("Migrate the database schema")["decision"] == "skip"
 
     purge = ansible("playbooks/uninstall.yml", {"dify_namespace": namespace, "dify_purge_data": True})
@@ -180,14 +194,35 @@ def test_uninstall_keeps_data_and_credentials_for_the_next_install(cluster, name
 
 def test_every_rendered_object_passes_strict_server_side_validation(cluster, namespace, ansible, tmp_path: Path):
     out = tmp_path / "manifests"
-    run = ansible("manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out),
-                                    "dify_expose": "ingress", "dify_ingress_host": "dify.example.com"})
+    run = ansible(
+        "manifests.yml",
+        {
+            "dify_namespace": namespace,
+            "dify_manifests_dir": str(out),
+            "dify_expose": "ingress",
+            "dify_ingress_host": "dify.example.com",
+        },
+    )
     assert run.rc == 0, run.stdout[-3000:]
     files = sorted(out.glob("*.yaml"))
-    assert [f.name for f in files] == ["10-config.yaml", "15-credentials.yaml", "20-data.yaml", "40-app.yaml", "50-expose.yaml"]
+    assert [f.name for f in files] == [
+        "10-config.yaml",
+        "15-credentials.yaml",
+        "20-data.yaml",
+        "40-app.yaml",
+        "50-expose.yaml",
+    ]
     kinds = {doc["kind"] for f in files for doc in yaml.safe_load_all(f.read_text()) if doc}
-    assert kinds == {"Namespace", "ConfigMap", "PersistentVolumeClaim", "Secret", "Service", "StatefulSet",
-                     "Deployment", "Ingress"}
+    assert kinds == {
+        "Namespace",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Secret",
+        "Service",
+        "StatefulSet",
+        "Deployment",
+        "Ingress",
+    }
     assert (out / "15-credentials.yaml").stat().st_mode & 0o077 == 0
     # The namespace first (dry-run objects in a missing namespace are refused), then the rest.
     cluster.kubectl("apply", "--server-side", "-f", str(out / "10-config.yaml"), "--dry-run=server")
