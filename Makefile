@@ -39,9 +39,9 @@ cluster-down: ## Stop the local control plane (only its own processes)
 	@$(CLUSTER) down
 
 demo: setup ## Local cluster + site.yml, then what was deployed
-	@tests/demo.sh
+	@tests/demo.sh $(ARGS)
 
-test: lint sanity units integration ## Everything CI runs
+test: lint sanity units integration molecule ## Everything CI runs
 
 lint: setup ## ruff, ansible-lint (production profile), shellcheck of the scripts
 	ruff check .
@@ -58,7 +58,7 @@ units: setup ## Unit tests (no cluster, seconds)
 integration: setup cluster-binaries ## Tests against the local control plane
 	pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/integration
 
-molecule: setup cluster-binaries ## molecule test for every scenario
+molecule: setup cluster-binaries ## molecule test for every scenario (default, upgrade)
 	molecule test --all
 
 bench: setup cluster-binaries ## Speed and API cost against kubectl apply (not part of test)

@@ -39,6 +39,18 @@ def _json(response: Any) -> dict[str, Any]:
     return json.loads(response.data)
 
 
+def api_message(exc: Exception) -> str:
+    """The apiserver's own message of an API error (not the whole HTTP response)."""
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            return json.loads(body).get("message") or str(exc)
+        except (ValueError, AttributeError):
+            pass
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    return f"{status} {reason}" if status else str(exc)
+
+
 def _selector(job: dict[str, Any]) -> str:
     labels = ((job.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     if not labels:  # a Job as returned by the API always has one
@@ -110,9 +122,12 @@ class JobClient:
 
     def read_log(self, namespace: str, pod: str, container: str) -> str:
         # Migration output is short; the cap only protects against a runaway log.
-        response = self.core.read_namespaced_pod_log(
-            pod, namespace, container=container, limit_bytes=4 * 1024 * 1024, _preload_content=False
-        )
+        try:
+            response = self.core.read_namespaced_pod_log(
+                pod, namespace, container=container, limit_bytes=4 * 1024 * 1024, _preload_content=False
+            )
+        except ApiException as exc:
+            raise RuntimeError(api_message(exc)) from exc
         return response.data.decode("utf-8", errors="replace")
 
     # -- the record ----------------------------------------------------------------

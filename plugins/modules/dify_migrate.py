@@ -441,10 +441,10 @@ def main() -> None:
     except CoreException as exc:
         module.fail_from_exception(exc)
     except Exception as exc:  # API errors (ApiException, connection errors): a readable reason first
-        status = getattr(exc, "status", None)
-        reason = getattr(exc, "reason", None) or str(exc)
+        from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_client import api_message
+
         module.fail_json(
-            msg=f"Kubernetes API error{f' {status}' if status else ''}: {reason}",
+            msg=f"Kubernetes API error: {api_message(exc)}",
             body=getattr(exc, "body", None),
             exception=traceback.format_exc(),
         )
