@@ -173,7 +173,7 @@ def test_uninstall_keeps_data_and_credentials_for_the_next_install(cluster, name
     assert gone.rc == 0, gone.stdout[-3000:]
     assert cluster.get("deployments", namespace=namespace)["items"] == []
     assert cluster.get("statefulsets", namespace=namespace)["items"] == []
-    assert [s for s in cluster.get("services", namespace=namespace)["items"]] == []
+    assert cluster.get("services", namespace=namespace)["items"] == []
     after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.get("pvc", namespace=namespace)["items"]}
     assert after == claims
     assert cluster.get("configmap", "dify-db-migration", namespace) is not None  # the record describes the data
@@ -255,7 +255,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("extra", "words"), BAD_INPUTS, ids=[w.split()[0] for _, w in BAD_INPUTS])
+@pytest.mark.parametrize(("extra", "words"), BAD_INPUTS, ids=[case[1].split()[0] for case in BAD_INPUTS])
 def test_bad_input_fails_before_anything_changes_naming_the_variable(cluster, namespace, ansible, extra, words):
     extra = dict(extra)
     target = extra.pop("dify_namespace_override", namespace)
