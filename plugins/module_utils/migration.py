@@ -1,13 +1,14 @@
 # Copyright: Dify CE Kubernetes maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run Dify's database migration as a one-off Kubernetes Job and judge the outcome.
+"""Run a one-off Kubernetes Job (above all Dify's database migration) and judge the outcome.
 
 Dify's own ``flask upgrade-db`` skips when a Redis lock is held and swallows
 exceptions with exit code 0. Here ``flask db upgrade`` runs in a Job and every way
 that Job can go wrong (non-zero exit, image pull failure, missing config, no node,
 timeout, Job deleted) becomes an exception with a reason, so the play stops.
 
-Everything in this file is plain logic over API objects given as dicts; the
+The same runner serves dify_job (status probes, backups, password rotation) with the record
+switched off. Everything in this file is plain logic over API objects given as dicts; the
 Kubernetes calls live behind the small ``JobApi`` protocol (see job_client.py), so
 the runner is unit-tested with fakes and fixtures.
 """
@@ -118,14 +119,17 @@ def image_problem(image: str, allow_latest: bool) -> str | None:
 
 
 @dataclass
-class MigrationSpec:
+class JobSpec:
     """What to run: the validated module options, minus connection settings."""
 
     namespace: str
     image: str
     job_name: str = "dify-db-migration"
     command: list[str] = field(default_factory=lambda: list(DEFAULT_COMMAND))
+    args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # VAR -> (secret name, key): values that must stay out of the Job spec.
+    secret_env: dict[str, tuple[str, str]] = field(default_factory=dict)
     env_from_secrets: list[str] = field(default_factory=list)
     env_from_config_maps: list[str] = field(default_factory=list)
     ttl_seconds_after_finished: int | None = 86400
@@ -146,6 +150,14 @@ class MigrationSpec:
     wait: bool = True
     delete_on_timeout: bool = False
     log_lines: int = 50
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = field(default_factory=list)
+    # The label app.kubernetes.io/component of Job and pod (NetworkPolicies select on it).
+    component: str = COMPONENT
+    container_name: str = CONTAINER_NAME
+    # Keep a record of successful runs and skip a run whose image already succeeded
+    # (migrations); off for Jobs that must run every time.
+    record: bool = True
 
     @property
     def record_name(self) -> str:
@@ -156,26 +168,33 @@ class MigrationSpec:
 # ----------------------------------------------------------------------------- Job
 
 
-def common_labels(spec: MigrationSpec) -> dict[str, str]:
+def common_labels(spec: JobSpec) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "dify",
-        "app.kubernetes.io/component": COMPONENT,
+        "app.kubernetes.io/component": spec.component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
     }
 
 
-def build_job(spec: MigrationSpec) -> dict[str, Any]:
-    """The Job manifest for one migration run."""
+def build_job(spec: JobSpec) -> dict[str, Any]:
+    """The Job manifest for one run."""
     container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
+        "name": spec.container_name,
         "image": spec.image,
-        # Override the image's entrypoint: it would start the api server instead.
+        # Override the image's entrypoint (Dify's would start the api server instead).
         "command": list(spec.command),
     }
+    if spec.args:
+        container["args"] = list(spec.args)
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
-    if spec.env:
-        container["env"] = [{"name": k, "value": str(v)} for k, v in sorted(spec.env.items())]
+    env = [{"name": k, "value": str(v)} for k, v in sorted(spec.env.items())]
+    env += [
+        {"name": k, "valueFrom": {"secretKeyRef": {"name": ref[0], "key": ref[1]}}}
+        for k, ref in sorted(spec.secret_env.items())
+    ]
+    if env:
+        container["env"] = env
     env_from = [{"configMapRef": {"name": n}} for n in spec.env_from_config_maps]
     env_from += [{"secretRef": {"name": n}} for n in spec.env_from_secrets]
     if env_from:
@@ -184,6 +203,8 @@ def build_job(spec: MigrationSpec) -> dict[str, Any]:
         container["resources"] = spec.resources
     if spec.security_context is not None:
         container["securityContext"] = spec.security_context
+    if spec.volume_mounts:
+        container["volumeMounts"] = spec.volume_mounts
 
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -201,6 +222,8 @@ def build_job(spec: MigrationSpec) -> dict[str, Any]:
         pod_spec["tolerations"] = spec.tolerations
     if spec.pod_security_context is not None:
         pod_spec["securityContext"] = spec.pod_security_context
+    if spec.volumes:
+        pod_spec["volumes"] = spec.volumes
 
     labels = common_labels(spec)
     job_spec: dict[str, Any] = {
@@ -280,17 +303,15 @@ def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
     return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
 
 
-def _migration_container_status(pod: dict[str, Any] | None) -> dict[str, Any]:
+def _main_container_status(pod: dict[str, Any] | None) -> dict[str, Any]:
+    # build_job makes pods of exactly one container.
     statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
-    for cs in statuses:
-        if cs.get("name") == CONTAINER_NAME:
-            return cs
     return statuses[0] if statuses else {}
 
 
 def pod_termination(pod: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The migration container's terminated state, once it ended."""
-    return (_migration_container_status(pod).get("state") or {}).get("terminated")
+    """The container's terminated state, once it ended."""
+    return (_main_container_status(pod).get("state") or {}).get("terminated")
 
 
 def pod_exit_code(pod: dict[str, Any] | None) -> int | None:
@@ -357,8 +378,10 @@ class Decision:
     replace_uid: str | None = None  # a finished Job of the same name to replace
 
 
-def decide(spec: MigrationSpec, record: dict[str, Any] | None, job: dict[str, Any] | None) -> Decision:
+def decide(spec: JobSpec, record: dict[str, Any] | None, job: dict[str, Any] | None) -> Decision:
     """Whether to run a new Job, skip, or attach to the existing one."""
+    if not spec.record:
+        record = None
     if job is not None:
         image = job_image(job)
         outcome = job_outcome(job)
@@ -376,7 +399,14 @@ def decide(spec: MigrationSpec, record: dict[str, Any] | None, job: dict[str, An
                 running_image=image,
             )
         recorded_uid = (record or {}).get("job_uid")
-        if outcome == "succeeded" and image == spec.image and not spec.force and not deleting and recorded_uid != uid:
+        if (
+            spec.record
+            and outcome == "succeeded"
+            and image == spec.image
+            and not spec.force
+            and not deleting
+            and recorded_uid != uid
+        ):
             # Succeeded, but the record was never written (interrupted run): adopt it.
             return Decision("attach", f"migration Job {spec.job_name} for {image} already succeeded; recording it")
         replace = uid
@@ -389,18 +419,18 @@ def decide(spec: MigrationSpec, record: dict[str, Any] | None, job: dict[str, An
             f"image {spec.image} already migrated successfully "
             f"by Job {record.get('job')} at {record.get('completed_at')}",
         )
-    reason = (
-        "forced re-run"
-        if spec.force
-        else (
-            f"image {spec.image} has not been migrated yet"
-            + (f" (last migrated: {record.get('image')})" if record and record.get("image") else "")
+    if not spec.record:
+        reason = f"running Job {spec.job_name}"
+    elif spec.force:
+        reason = "forced re-run"
+    else:
+        reason = f"image {spec.image} has not been migrated yet" + (
+            f" (last migrated: {record.get('image')})" if record and record.get("image") else ""
         )
-    )
     return Decision("run", reason, replace_uid=replace)
 
 
-def record_data(spec: MigrationSpec, job: dict[str, Any], result: dict[str, Any], completed_at: str) -> dict[str, str]:
+def record_data(spec: JobSpec, job: dict[str, Any], result: dict[str, Any], completed_at: str) -> dict[str, str]:
     return {
         "image": spec.image,
         "job": spec.job_name,
@@ -426,8 +456,8 @@ def record_view(data: dict[str, str] | None) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------- runner
 
 
-class MigrationRunner:
-    """Plan, run and follow one migration; raises MigrationError on any failure."""
+class JobRunner:
+    """Plan, run and follow one Job; raises MigrationError on any failure."""
 
     # How often to re-plan when another play races us for the same Job name.
     MAX_RACE_RETRIES = 5
@@ -435,7 +465,7 @@ class MigrationRunner:
     def __init__(
         self,
         api: JobApi,
-        spec: MigrationSpec,
+        spec: JobSpec,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -446,7 +476,7 @@ class MigrationRunner:
 
     # -- planning ------------------------------------------------------------
     def plan(self) -> tuple[Decision, dict[str, str] | None, dict[str, Any] | None]:
-        record = self.api.read_record(self.spec.namespace, self.spec.record_name)
+        record = self.api.read_record(self.spec.namespace, self.spec.record_name) if self.spec.record else None
         job = self.api.read_job(self.spec.namespace, self.spec.job_name)
         return decide(self.spec, record, job), record, job
 
@@ -458,6 +488,8 @@ class MigrationRunner:
         if decision.action == "skip":
             result["skipped_reason"] = decision.reason
             after = record
+        elif not self.spec.record:
+            after = None
         else:
             after = dict(record or {}, image=self.spec.image, job=self.spec.job_name)
             after.update(job_uid="(known after the run)", completed_at="(known after the run)")
@@ -513,6 +545,9 @@ class MigrationRunner:
         outcome = self.follow(job)
         finished = outcome.pop("job")
         result.update(outcome)
+        if not self.spec.record:
+            result["changed"] = True  # a Job ran
+            return result
         completed_at = (finished.get("status") or {}).get("completionTime") or time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())
         )
@@ -598,7 +633,7 @@ class MigrationRunner:
         if pod is None:
             return ""
         try:
-            return self.api.read_log(self.spec.namespace, pod["metadata"]["name"], CONTAINER_NAME)
+            return self.api.read_log(self.spec.namespace, pod["metadata"]["name"], self.spec.container_name)
         except Exception as exc:  # logs are evidence, not a reason to fail differently
             return f"(logs unavailable: {exc})"
 
@@ -628,7 +663,8 @@ class MigrationRunner:
         exit_code = pod_exit_code(pod)
         pod_name = pod["metadata"]["name"] if pod else None
         where = f"Job {spec.namespace}/{job['metadata']['name']}" + (f", pod {pod_name}" if pod_name else "")
-        msg = f"migration failed ({where}, image {spec.image}): {why}"
+        what = "migration" if spec.record else f"Job {job['metadata']['name']}"
+        msg = f"{what} failed ({where}, image {spec.image}): {why}"
         if exit_code is not None:
             msg += f"; container exit code {exit_code}"
         lines = tail(log_text, spec.log_lines)

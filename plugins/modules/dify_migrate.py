@@ -24,139 +24,35 @@ description:
   - Only one migration runs at a time. If a migration Job for the same image is still running
     (started by another play, or by a run that was interrupted), the module follows that Job
     instead of starting another one; if it runs for a different image, the task fails.
-  - Fails fast, without waiting for the timeout, when the Job fails, when a container cannot
-    start (V(ErrImagePull), V(ImagePullBackOff), V(InvalidImageName),
-    V(CreateContainerConfigError), V(CreateContainerError)), when no node fits the pod for
-    O(unschedulable_timeout) seconds, or when the Job is deleted while it runs.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - dify_ce.kubernetes.job_options
 options:
+  image:
+    description:
+      - The Dify API image to migrate with, the same image the api, worker and beat will run,
+        for example V(langgenius/dify-api:1.11.4). Must carry a tag or a digest.
+    type: str
+    required: true
   namespace:
     description: Namespace of the Dify installation; the Job and the record are created there.
     type: str
     required: true
-  image:
-    description:
-      - The Dify API image to migrate with, the same image the api, worker and beat will run,
-        for example V(langgenius/dify-api:1.11.4).
-      - Must carry a tag or a digest. The V(latest) tag is refused unless O(allow_latest=true).
-    type: str
-    required: true
-  allow_latest:
-    description: Accept an image tagged V(latest) (the record then cannot tell versions apart).
-    type: bool
-    default: false
   command:
     description: Command of the migration container. It replaces the image's entrypoint.
     type: list
     elements: str
     default: [flask, db, upgrade]
-  env:
-    description:
-      - Extra environment variables of the migration container (values are converted to strings).
-      - They are visible in the Job's spec; put secrets in a Secret and use O(env_from_secrets).
-    type: dict
-    default: {}
-  env_from_secrets:
-    description: Secrets whose keys become environment variables (the same ones the api uses).
-    type: list
-    elements: str
-    default: []
-  env_from_config_maps:
-    description: ConfigMaps whose keys become environment variables (the same ones the api uses).
-    type: list
-    elements: str
-    default: []
   job_name:
     description:
       - Name of the Job, of its record ConfigMap and of the pods' C(job-name) label, so that
         C(kubectl logs -n NAMESPACE job/dify-db-migration) shows the migration output.
     type: str
     default: dify-db-migration
-  ttl_seconds_after_finished:
-    description: Seconds after which Kubernetes deletes the finished Job. V(-1) keeps it.
-    type: int
-    default: 86400
-  backoff_limit:
-    description: Retries of a failed migration pod. V(0) means a failed migration is never retried blindly.
-    type: int
-    default: 0
-  timeout:
-    description: Seconds to wait for the Job to finish before failing the task.
-    type: int
-    default: 600
-  unschedulable_timeout:
-    description: Seconds a pod may stay unschedulable (no node fits it) before the task fails.
-    type: int
-    default: 60
-  service_account_name:
-    description: ServiceAccount of the migration pod (the namespace's default when omitted).
-    type: str
-  image_pull_secrets:
-    description: Names of Secrets used to pull the image from a private registry.
-    type: list
-    elements: str
-    default: []
-  image_pull_policy:
-    description: Image pull policy of the migration container.
-    type: str
-    choices: [Always, IfNotPresent, Never]
-  node_selector:
-    description: Node labels the migration pod must run on.
-    type: dict
-    default: {}
-  tolerations:
-    description: Tolerations of the migration pod, as in a pod spec.
-    type: list
-    elements: dict
-    default: []
-  resources:
-    description: Resource requests and limits of the migration container, as in a pod spec.
-    type: dict
-    default: {}
-  pod_labels:
-    description: Extra labels of the migration pod.
-    type: dict
-    default: {}
-  pod_annotations:
-    description:
-      - Annotations of the migration pod, for example V(sidecar.istio.io/inject=false) so that a
-        service-mesh sidecar does not keep the Job running forever.
-    type: dict
-    default: {}
-  security_context:
-    description:
-      - Security context of the migration container. The default meets the C(restricted) Pod
-        Security Standard; the Dify API image runs as the non-root user 1001.
-    type: dict
-    default:
-      allowPrivilegeEscalation: false
-      capabilities:
-        drop: [ALL]
-      runAsNonRoot: true
-      seccompProfile:
-        type: RuntimeDefault
-  pod_security_context:
-    description: Security context of the migration pod.
-    type: dict
   force:
     description: Run the migration even if the record says this image already migrated.
     type: bool
     default: false
-  wait:
-    description:
-      - Wait for the migration to finish and judge it. With V(false) the task returns once the
-        Job exists (and no record is written).
-    type: bool
-    default: true
-  delete_on_timeout:
-    description: Delete the Job when O(timeout) expires. By default it is left for inspection.
-    type: bool
-    default: false
-  log_lines:
-    description: How many of the last log lines to return and to show in failure messages.
-    type: int
-    default: 50
 requirements:
   - kubernetes >= 24.2.0
 notes:
@@ -165,6 +61,7 @@ notes:
   - Needs, in O(namespace), permission to get, create, delete, list and watch Jobs, to list and
     watch pods, to get pod logs, and to get, create and update ConfigMaps.
 seealso:
+  - module: dify_ce.kubernetes.dify_job
   - module: kubernetes.core.k8s
   - name: Dify database migrations
     description: How Dify's API image applies its Alembic migrations.
@@ -266,192 +163,47 @@ record:
   type: dict
 """
 
-import re  # noqa: E402
-import traceback  # noqa: E402
-
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-
-try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-
-    KUBERNETES_CORE_IMPORT_ERROR = None
-except ImportError as exc:
-    KUBERNETES_CORE_IMPORT_ERROR = exc
-    # Just enough to parse a task that passes connection options, to say what is missing.
-    AUTH_ARG_SPEC = {
-        name: {"type": "raw", "no_log": True}
-        for name in (
-            "kubeconfig",
-            "context",
-            "host",
-            "api_key",
-            "username",
-            "password",
-            "validate_certs",
-            "verify_ssl",
-            "ca_cert",
-            "ssl_ca_cert",
-            "client_cert",
-            "cert_file",
-            "client_key",
-            "key_file",
-            "proxy",
-            "no_proxy",
-            "proxy_headers",
-            "persist_config",
-            "impersonate_user",
-            "impersonate_groups",
-        )
-    }
-
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import (  # noqa: E402
+    JOB_ARG_SPEC,
+    input_problems,
+    spec_from_params,
+)
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_module import run_job_module  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import (  # noqa: E402
+    COMPONENT,
+    CONTAINER_NAME,
     DEFAULT_COMMAND,
-    MigrationError,
-    MigrationRunner,
-    MigrationSpec,
-    image_problem,
 )
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-DEFAULT_SECURITY_CONTEXT = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "runAsNonRoot": True,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+ARGUMENT_SPEC = dict(
+    JOB_ARG_SPEC,
+    command={"type": "list", "elements": "str", "default": list(DEFAULT_COMMAND)},
+    job_name={"type": "str", "default": "dify-db-migration"},
+    force={"type": "bool", "default": False},
+)
 
 
-def argument_spec() -> dict:
-    spec = dict(AUTH_ARG_SPEC)
-    spec.update(
-        namespace=dict(type="str", required=True),
-        image=dict(type="str", required=True),
-        allow_latest=dict(type="bool", default=False),
-        command=dict(type="list", elements="str", default=list(DEFAULT_COMMAND)),
-        env=dict(type="dict", default={}),
-        env_from_secrets=dict(type="list", elements="str", default=[], no_log=False),
-        env_from_config_maps=dict(type="list", elements="str", default=[]),
-        job_name=dict(type="str", default="dify-db-migration"),
-        ttl_seconds_after_finished=dict(type="int", default=86400),
-        backoff_limit=dict(type="int", default=0),
-        timeout=dict(type="int", default=600),
-        unschedulable_timeout=dict(type="int", default=60),
-        service_account_name=dict(type="str"),
-        image_pull_secrets=dict(type="list", elements="str", default=[], no_log=False),
-        image_pull_policy=dict(type="str", choices=["Always", "IfNotPresent", "Never"]),
-        node_selector=dict(type="dict", default={}),
-        tolerations=dict(type="list", elements="dict", default=[]),
-        resources=dict(type="dict", default={}),
-        pod_labels=dict(type="dict", default={}),
-        pod_annotations=dict(type="dict", default={}),
-        security_context=dict(type="dict", default=DEFAULT_SECURITY_CONTEXT),
-        pod_security_context=dict(type="dict"),
-        force=dict(type="bool", default=False),
-        wait=dict(type="bool", default=True),
-        delete_on_timeout=dict(type="bool", default=False),
-        log_lines=dict(type="int", default=50),
-    )
-    return spec
-
-
-def input_problems(params: dict) -> list:
-    """Everything wrong with the options, each naming the option (checked before any API call)."""
-    problems = []
-    if not DNS_LABEL.match(params["namespace"]) or len(params["namespace"]) > 63:
-        problems.append(f"namespace {params['namespace']!r} is not a valid namespace name (DNS label)")
-    if not DNS_LABEL.match(params["job_name"]) or len(params["job_name"]) > 63:
-        problems.append(f"job_name {params['job_name']!r} must be a DNS label of at most 63 characters")
-    why = image_problem(params["image"], params["allow_latest"])
-    if why:
-        problems.append(f"image {params['image']!r} {why}")
+def problems(params: dict) -> list:
+    found = input_problems(params, "job_name")
     if not params["command"]:
-        problems.append("command must not be empty")
-    for option in ("timeout", "unschedulable_timeout"):
-        if params[option] <= 0:
-            problems.append(f"{option} must be a positive number of seconds, got {params[option]}")
-    for option in ("backoff_limit", "log_lines"):
-        if params[option] < 0:
-            problems.append(f"{option} must not be negative, got {params[option]}")
-    if params["ttl_seconds_after_finished"] < -1:
-        problems.append("ttl_seconds_after_finished must be -1 (keep the Job) or a number of seconds")
-    for option in ("pod_labels", "pod_annotations", "node_selector"):
-        for key, value in params[option].items():
-            if not isinstance(value, str):
-                problems.append(f"{option}.{key} must be a string (quote it), got {value!r}")
-    return problems
+        found.append("command must not be empty")
+    return found
 
 
-def spec_from_params(params: dict) -> MigrationSpec:
-    ttl = params["ttl_seconds_after_finished"]
-    return MigrationSpec(
-        namespace=params["namespace"],
-        image=params["image"],
+def build_spec(params: dict):  # noqa: ANN201
+    return spec_from_params(
+        params,
         job_name=params["job_name"],
         command=params["command"],
-        env={k: str(v) for k, v in params["env"].items()},
-        env_from_secrets=params["env_from_secrets"],
-        env_from_config_maps=params["env_from_config_maps"],
-        ttl_seconds_after_finished=None if ttl == -1 else ttl,
-        backoff_limit=params["backoff_limit"],
-        timeout=params["timeout"],
-        unschedulable_timeout=params["unschedulable_timeout"],
-        service_account_name=params["service_account_name"],
-        image_pull_secrets=params["image_pull_secrets"],
-        image_pull_policy=params["image_pull_policy"],
-        node_selector=params["node_selector"],
-        tolerations=params["tolerations"],
-        resources=params["resources"],
-        pod_labels=params["pod_labels"],
-        pod_annotations=params["pod_annotations"],
-        security_context=params["security_context"],
-        pod_security_context=params["pod_security_context"],
         force=params["force"],
-        wait=params["wait"],
-        delete_on_timeout=params["delete_on_timeout"],
-        log_lines=params["log_lines"],
+        component=COMPONENT,
+        container_name=CONTAINER_NAME,
+        record=True,
     )
 
 
 def main() -> None:
-    if KUBERNETES_CORE_IMPORT_ERROR is not None:
-        module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-        module.fail_json(
-            msg="dify_ce.kubernetes.dify_migrate needs the kubernetes.core collection (>= 6.0.0): "
-            "ansible-galaxy collection install kubernetes.core",
-            error=str(KUBERNETES_CORE_IMPORT_ERROR),
-        )
-
-    module = AnsibleK8SModule(argument_spec=argument_spec(), supports_check_mode=True)
-    problems = input_problems(module.params)
-    if problems:
-        module.fail_json(msg="invalid options: " + "; ".join(problems), problems=problems)
-
-    try:
-        from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_client import JobClient
-
-        k8s_client = get_api_client(module=module)
-        runner = MigrationRunner(JobClient(k8s_client.client.client), spec_from_params(module.params))
-        result = runner.check() if module.check_mode else runner.run()
-    except MigrationError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    except CoreException as exc:
-        module.fail_from_exception(exc)
-    except Exception as exc:  # API errors (ApiException, connection errors): a readable reason first
-        from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_client import api_message
-
-        module.fail_json(
-            msg=f"Kubernetes API error: {api_message(exc)}",
-            body=getattr(exc, "body", None),
-            exception=traceback.format_exc(),
-        )
-
-    if not module._diff:
-        result.pop("diff", None)
-    module.exit_json(**result)
+    run_job_module(ARGUMENT_SPEC, problems, build_spec)
 
 
 if __name__ == "__main__":

@@ -1,32 +1,40 @@
 #!/usr/bin/env bash
 # Build the local control plane's binaries once and cache them outside the checkout.
 #
-# The cache is keyed by the pinned versions, the go.sum files and the Go version, so
-# every clone on this machine (CI included) reuses one build. Prints the bin directory
-# as its last line.
+# Three groups, each cached under a key made of its pinned version, its go.sum and the Go
+# version, so changing one (say the analyzer) never rebuilds the others; every clone on this
+# machine (CI included) shares them. Prints, as its last line, a directory with all binaries.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
 
 cache_root=${DIFY_CE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dify-ce-kubernetes}
-key_hash=$( (cat "$here/versions.env" "$here"/tools/*/go.sum "$here"/tools/k8s/cmd/etcd/main.go; go env GOVERSION) |
-  sha256sum | cut -c1-12)
-bin_dir="$cache_root/bin/k8s-${K8S_VERSION}_kwok-${KWOK_VERSION}_${key_hash}"
+go_version=$(go env GOVERSION)
+started=$SECONDS
 
-k8s_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
-all_binaries=("${k8s_binaries[@]}" etcd kwok kwokctl)
+key() { # key FILE... -> short hash of the files and the Go version
+  (cat "$@"; echo "$go_version") | sha256sum | cut -c1-12
+}
 
-missing=()
-for b in "${all_binaries[@]}"; do
-  [ -x "$bin_dir/$b" ] || missing+=("$b")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "$bin_dir"
-  exit 0
-fi
+k8s_dir="$cache_root/bin/k8s-${K8S_VERSION}_$(key "$here/tools/k8s/go.sum" "$here/tools/k8s/cmd/etcd/main.go")"
+kwok_dir="$cache_root/bin/kwok-${KWOK_VERSION}_$(key "$here/tools/kwok/go.sum")"
+netpol_dir="$cache_root/bin/netpol-analyzer-${NETPOL_ANALYZER_VERSION}_$(key "$here/tools/netpol/go.sum")"
 
-mkdir -p "$bin_dir"
+build() { # build DIR NAME MODULE_DIR PACKAGE LDFLAGS
+  local dir=$1 name=$2 module=$3 pkg=$4 ldflags=$5 t0=$SECONDS
+  [ -x "$dir/$name" ] && return 0
+  mkdir -p "$dir"
+  echo "[build] $name ... (total elapsed $((SECONDS - started))s)" >&2
+  # Build into a temporary name, then rename: an interrupted build never leaves a
+  # half-written binary that a later run would take for a cached one.
+  (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "$ldflags" \
+    -o "$dir/.$name.tmp" "$pkg")
+  mv "$dir/.$name.tmp" "$dir/$name"
+  echo "[build] $name done in $((SECONDS - t0))s" >&2
+}
+
+# Kubernetes reports its version from these variables (kwokctl reads it to pick flags).
 build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 k8s_ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -34,26 +42,24 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X $pkg.gitTreeState=clean"
   k8s_ldflags+=" -X $pkg.buildDate=$build_date"
 done
-kwok_ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v${KWOK_VERSION}"
-
-started=$SECONDS
-build() { # build NAME MODULE_DIR PACKAGE LDFLAGS
-  local name=$1 dir=$2 pkg=$3 ldflags=$4 t0=$SECONDS
-  [ -x "$bin_dir/$name" ] && return 0
-  echo "[build] $name ... (total elapsed $((SECONDS - started))s)" >&2
-  # Build into a temporary name, then rename: an interrupted build never leaves a
-  # half-written binary that a later run would take for a cached one.
-  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "$ldflags" \
-    -o "$bin_dir/.$name.tmp" "$pkg")
-  mv "$bin_dir/.$name.tmp" "$bin_dir/$name"
-  echo "[build] $name done in $((SECONDS - t0))s" >&2
-}
-
-for b in "${k8s_binaries[@]}"; do
-  build "$b" "$here/tools/k8s" "k8s.io/kubernetes/cmd/$b" "$k8s_ldflags"
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  build "$k8s_dir" "$b" "$here/tools/k8s" "k8s.io/kubernetes/cmd/$b" "$k8s_ldflags"
 done
-build etcd "$here/tools/k8s" ./cmd/etcd "-s -w"
-build kwok "$here/tools/kwok" sigs.k8s.io/kwok/cmd/kwok "$kwok_ldflags"
-build kwokctl "$here/tools/kwok" sigs.k8s.io/kwok/cmd/kwokctl "$kwok_ldflags"
-echo "[build] all binaries built in $((SECONDS - started))s into $bin_dir" >&2
+build "$k8s_dir" etcd "$here/tools/k8s" ./cmd/etcd "-s -w"
+
+kwok_ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v${KWOK_VERSION}"
+build "$kwok_dir" kwok "$here/tools/kwok" sigs.k8s.io/kwok/cmd/kwok "$kwok_ldflags"
+build "$kwok_dir" kwokctl "$here/tools/kwok" sigs.k8s.io/kwok/cmd/kwokctl "$kwok_ldflags"
+
+build "$netpol_dir" k8snetpolicy "$here/tools/netpol" github.com/np-guard/netpol-analyzer/cmd/netpolicy "-s -w"
+
+# One directory with every binary (links into the group directories).
+bin_dir="$cache_root/bin/set-$(echo "$k8s_dir $kwok_dir $netpol_dir" | sha256sum | cut -c1-12)"
+if [ ! -d "$bin_dir" ]; then
+  tmp="$bin_dir.tmp.$$"
+  mkdir -p "$tmp"
+  for f in "$k8s_dir"/* "$kwok_dir"/* "$netpol_dir"/*; do ln -s "$f" "$tmp/$(basename "$f")"; done
+  mv -T "$tmp" "$bin_dir" 2>/dev/null || rm -rf "$tmp"
+fi
+[ $((SECONDS - started)) -gt 1 ] && echo "[build] all binaries ready in $((SECONDS - started))s" >&2
 echo "$bin_dir"

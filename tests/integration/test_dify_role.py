@@ -201,6 +201,8 @@ def test_every_rendered_object_passes_strict_server_side_validation(cluster, nam
             "dify_manifests_dir": str(out),
             "dify_expose": "ingress",
             "dify_ingress_host": "dify.example.com",
+            "dify_ha": True,
+            "dify_autoscaling": True,
         },
     )
     assert run.rc == 0, run.stdout[-3000:]
@@ -222,6 +224,9 @@ def test_every_rendered_object_passes_strict_server_side_validation(cluster, nam
         "StatefulSet",
         "Deployment",
         "Ingress",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
     }
     assert (out / "15-credentials.yaml").stat().st_mode & 0o077 == 0
     # The namespace first (dry-run objects in a missing namespace are refused), then the rest.
@@ -252,6 +257,8 @@ BAD_INPUTS = [
     ({"dify_resources": {"apii": {"limits": {"cpu": "1"}}}}, "dify_resources has unknown components"),
     ({"dify_postgres_storage_size": "twenty gigs"}, "dify_postgres_storage_size=twenty gigs"),
     ({"dify_namespace_override": "Bad_Name"}, "dify_namespace"),
+    ({"dify_pod_security_level": "restricted"}, "dify_pod_security_level"),
+    ({"dify_network_policy_internet_egress": ["sandbox"]}, "dify_network_policy_internet_egress"),
 ]
 
 

@@ -24,10 +24,10 @@ def text(name: str) -> str:
     return (FIXTURES / name).read_text()
 
 
-def spec(**overrides: Any) -> m.MigrationSpec:
+def spec(**overrides: Any) -> m.JobSpec:
     values: dict[str, Any] = {"namespace": "dify", "image": IMAGE}
     values.update(overrides)
-    return m.MigrationSpec(**values)
+    return m.JobSpec(**values)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -316,8 +316,8 @@ def pod_event(name: str, event: str = "MODIFIED"):
     return ("pod", event, fixture(name))
 
 
-def runner(api: FakeApi, clock: FakeClock, **overrides: Any) -> m.MigrationRunner:
-    return m.MigrationRunner(api, spec(**overrides), clock=clock, monotonic=clock)
+def runner(api: FakeApi, clock: FakeClock, **overrides: Any) -> m.JobRunner:
+    return m.JobRunner(api, spec(**overrides), clock=clock, monotonic=clock)
 
 
 def test_successful_run_records_image_and_revisions():
@@ -525,3 +525,52 @@ def test_log_read_failure_does_not_hide_the_real_failure():
         runner(api, clock).run()
     assert err.value.details["exit_code"] == 3
     assert "logs unavailable: kubelet unreachable" in str(err.value)
+
+
+# --------------------------------------------------------------------------- Jobs without a record
+
+
+def test_a_job_without_record_runs_every_time_and_writes_nothing():
+    clock = FakeClock()
+    api = FakeApi(
+        clock,
+        record=RECORD,  # ignored: dify_job keeps no record
+        job=fixture("job_complete.yaml"),
+        script=[pod_event("pod_succeeded.yaml"), job_event("job_complete.yaml")],
+        logs="57\n4e99a8df00ff\n",
+    )
+    result = runner(api, clock, record=False, component="db-tools", container_name="job").run()
+    assert result["decision"] == "run" and result["changed"] is True
+    assert result["logs"] == ["57", "4e99a8df00ff"]
+    assert api.records_written == []
+    assert api.deleted == [("dify-db-migration", "11111111-aaaa-4bbb-8ccc-000000000001")]
+    labels = api.created[0]["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "db-tools"
+    assert api.created[0]["spec"]["template"]["spec"]["containers"][0]["name"] == "job"
+
+
+def test_a_failing_job_without_record_names_the_job_not_a_migration():
+    clock = FakeClock()
+    api = FakeApi(clock, script=[pod_event("pod_failed.yaml"), job_event("job_failed.yaml")])
+    with pytest.raises(m.MigrationError) as err:
+        runner(api, clock, record=False, job_name="dify-backup").run()
+    assert str(err.value).startswith("Job dify-db-migration failed")
+
+
+def test_secret_env_and_volumes_reach_the_pod_spec_without_values():
+    job = m.build_job(
+        spec(
+            secret_env={"PGPASSWORD": ("dify-credentials", "DB_PASSWORD")},
+            volumes=[{"name": "backups", "persistentVolumeClaim": {"claimName": "dify-backups"}}],
+            volume_mounts=[{"name": "backups", "mountPath": "/backups"}],
+            args=["--verbose"],
+        )
+    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert {
+        "name": "PGPASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "dify-credentials", "key": "DB_PASSWORD"}},
+    } in container["env"]
+    assert container["volumeMounts"] == [{"name": "backups", "mountPath": "/backups"}]
+    assert container["args"] == ["--verbose"]
+    assert job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "dify-backups"

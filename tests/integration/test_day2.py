@@ -1,0 +1,257 @@
+"""Day-2 operations: status, backup before upgrade, restore, credentials that never break a
+running install. Jobs that would run psql/pg_dump/python are simulated by the local cluster
+(their output comes from the pod_logs fixture); their specs, order and failure handling are real."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from conftest import Cluster
+
+PROBE_OK = (
+    'DIFY_STATUS {"tables": 57, "alembic_revision": "4e99a8df00ff", "plugin_daemon": {"status": 200, "body": "ok"}}'
+)
+
+
+def secret(cluster: Cluster, namespace: str) -> dict[str, str]:
+    data = cluster.get("secret", "dify-credentials", namespace)["data"]
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def job(cluster: Cluster, namespace: str, name: str) -> dict | None:
+    return cluster.get("job", name, namespace)
+
+
+def our_apply_time(cluster: Cluster, namespace: str, kind: str, name: str) -> str:
+    """When our field manager last changed the object (server-side apply records it)."""
+    out = cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields")
+    fields = json.loads(out.stdout)["metadata"]["managedFields"]
+    return max(m["time"] for m in fields if m["manager"] == "dify_ce.kubernetes")
+
+
+def test_status_reports_a_healthy_install_and_names_what_breaks(cluster, namespace, ansible, pod_logs):
+    pod_logs(PROBE_OK, containers=("job", "migrate"))
+    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+
+    healthy = ansible("playbooks/status.yml", {"dify_namespace": namespace})
+    assert healthy.rc == 0, healthy.stdout[-3000:]
+    status = healthy.result("Status of Dify in " + namespace)["dify_status"]
+    assert status["problems"] == []
+    assert set(status["workloads"]) == {
+        "dify-api", "dify-worker", "dify-beat", "dify-web", "dify-sandbox", "dify-plugin-daemon",
+        "dify-ssrf-proxy", "dify-nginx", "dify-postgres", "dify-redis", "dify-weaviate",
+    }  # fmt: skip
+    assert status["probe"]["tables"] == 57 and status["probe"]["alembic_revision"] == "4e99a8df00ff"
+    assert status["migration"]["migrated_image"] == "langgenius/dify-api:1.11.4"
+    assert status["address"].startswith("http://")
+    assert healthy.changed == 0
+    probe = job(cluster, namespace, "dify-status-probe")
+    assert probe["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "status-probe"
+
+    # check mode: no probe Job
+    cluster.kubectl("delete", "job", "dify-status-probe", "-n", namespace, "--wait=true")
+    checked = ansible("playbooks/status.yml", {"dify_namespace": namespace}, check=True)
+    assert checked.rc == 0 and job(cluster, namespace, "dify-status-probe") is None
+
+    cluster.kubectl("scale", "deployment", "dify-worker", "-n", namespace, "--replicas=0")
+    scaled = ansible("playbooks/status.yml", {"dify_namespace": namespace})
+    assert scaled.rc != 0
+    assert "dify-worker is scaled to 0" in scaled.result("Everything is healthy")["msg"]
+    cluster.kubectl("scale", "deployment", "dify-worker", "-n", namespace, "--replicas=1")
+
+    failed = ansible(
+        "site.yml",
+        {
+            "dify_namespace": namespace,
+            "dify_image_tag": "1.11.9",
+            "dify_migration_pod_annotations": {"dify-ce.test/exit-code": "1"},
+        },
+    )
+    assert failed.rc != 0
+    after = ansible("playbooks/status.yml", {"dify_namespace": namespace})
+    assert after.rc != 0
+    message = after.result("Everything is healthy")["msg"]
+    assert "the last migration (Job dify-db-migration, langgenius/dify-api:1.11.9) failed" in message
+
+
+def test_status_reports_a_probe_that_finds_no_schema(cluster, namespace, ansible, pod_logs):
+    pod_logs('DIFY_STATUS {"tables": 0, "alembic_revision": null, "plugin_daemon": {"error": "Connection refused"}}',
+             containers=("job",))  # fmt: skip
+    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    run = ansible("playbooks/status.yml", {"dify_namespace": namespace})
+    assert run.rc != 0
+    message = run.result("Everything is healthy")["msg"]
+    assert "no tables in dify" in message
+    assert "the api cannot reach the plugin daemon: Connection refused" in message
+
+
+def test_upgrade_backs_up_before_migrating_and_a_failed_backup_stops_everything(cluster, namespace, ansible, pod_logs):
+    pod_logs("BACKUP dify_1.11.4_to_1.11.5_20261125T101500Z", containers=("job",))
+    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    assert job(cluster, namespace, "dify-db-backup") is None, "a first install has nothing to back up"
+    assert cluster.get("pvc", "dify-backups", namespace)["status"]["phase"] == "Bound"
+
+    up = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.5"})
+    assert up.rc == 0, up.stdout[-3000:]
+    backup, migration = job(cluster, namespace, "dify-db-backup"), job(cluster, namespace, "dify-db-migration")
+    assert backup["metadata"]["creationTimestamp"] <= migration["metadata"]["creationTimestamp"]
+    assert backup["status"]["completionTime"] <= migration["metadata"]["creationTimestamp"]
+    container = backup["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FROM_TAG"] == "1.11.4" and env["TO_TAG"] == "1.11.5"
+    assert "pg_dump" in container["args"][0] and "-Fc" in container["args"][0]
+    assert {"name": "backups", "mountPath": "/backups"} in container["volumeMounts"]
+    assert (
+        up.result("Remember the backup")["ansible_facts"]["dify_last_backup"]
+        == "dify_1.11.4_to_1.11.5_20261125T101500Z"
+    )
+
+    migrated_uid = migration["metadata"]["uid"]
+    record = cluster.get("configmap", "dify-db-migration", namespace)["data"]
+    bad = ansible(
+        "site.yml",
+        {
+            "dify_namespace": namespace,
+            "dify_image_tag": "1.11.6",
+            "dify_backup_pod_annotations": {"dify-ce.test/exit-code": "1"},
+        },
+    )
+    assert bad.rc != 0
+    assert "Job dify-db-backup failed" in bad.result("Dump the databases")["msg"]
+    assert not bad.ran("Migrate the database schema")
+    assert job(cluster, namespace, "dify-db-migration")["metadata"]["uid"] == migrated_uid
+    assert cluster.get("configmap", "dify-db-migration", namespace)["data"] == record
+    api = cluster.get("deployment", "dify-api", namespace)
+    assert api["spec"]["template"]["spec"]["containers"][0]["image"] == "langgenius/dify-api:1.11.5"
+
+
+def test_restore_stops_writers_restores_and_runs_the_backups_version(cluster, namespace, ansible, pod_logs):
+    pod_logs("RESTORED dify_1.11.4_to_1.11.5_20261125T101500Z", containers=("job",))
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.5"}).rc == 0
+    unconfirmed = ansible(
+        "playbooks/restore.yml",
+        {"dify_namespace": namespace, "dify_restore_backup": "dify_1.11.4_to_1.11.5_20261125T101500Z"},
+    )
+    assert unconfirmed.rc != 0 and "dify_restore_confirm" in unconfirmed.result("Check the request")["msg"]
+    assert job(cluster, namespace, "dify-db-restore") is None
+
+    run = ansible(
+        "playbooks/restore.yml",
+        {
+            "dify_namespace": namespace,
+            "dify_restore_confirm": namespace,
+            "dify_restore_backup": "dify_1.11.4_to_1.11.5_20261125T101500Z",
+        },
+    )
+    assert run.rc == 0, run.stdout[-3000:]
+    restore = job(cluster, namespace, "dify-db-restore")
+    assert "pg_restore" in restore["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    # The writers were stopped (to 0 replicas) before the restore started ...
+    stopped = run.result("Stop everything that writes to the database")["results"]
+    assert [r["item"] for r in stopped] == ["api", "worker", "beat", "plugin-daemon"]
+    assert all(r["result"]["spec"]["replicas"] == 0 for r in stopped)
+    # ... and the version of the backup runs afterwards, migrated again.
+    api = cluster.get("deployment", "dify-api", namespace)
+    assert api["spec"]["template"]["spec"]["containers"][0]["image"] == "langgenius/dify-api:1.11.4"
+    assert api["status"]["readyReplicas"] == 1
+    assert cluster.get("configmap", "dify-db-migration", namespace)["data"]["image"] == "langgenius/dify-api:1.11.4"
+
+
+def test_a_changed_database_password_is_refused_or_rotated_in_order(cluster, namespace, ansible, pod_logs):
+    pod_logs("password of postgres changed", containers=("job",))
+    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    before = secret(cluster, namespace)
+    secret_obj = cluster.get("secret", "dify-credentials", namespace)
+
+    refused = ansible("site.yml", {"dify_namespace": namespace, "dify_db_password": "NewPassw0rd-for-the-db"})
+    assert refused.rc != 0
+    message = refused.result("Keep the database password the existing data was initialised with")["msg"]
+    assert "dify_db_password differs" in message and "dify_rotate_db_password" in message
+    assert (
+        cluster.get("secret", "dify-credentials", namespace)["metadata"]["resourceVersion"]
+        == secret_obj["metadata"]["resourceVersion"]
+    )
+    assert job(cluster, namespace, "dify-db-password-rotation") is None
+
+    rotated = ansible(
+        "site.yml",
+        {"dify_namespace": namespace, "dify_db_password": "NewPassw0rd-for-the-db", "dify_rotate_db_password": True},
+        verbosity=0,
+    )
+    assert rotated.rc == 0, rotated.stdout[-3000:]
+    rotation = job(cluster, namespace, "dify-db-password-rotation")
+    spec = rotation["spec"]["template"]["spec"]["containers"][0]
+    assert "NewPassw0rd" not in json.dumps(rotation), "the new password must not be in the Job spec"
+    refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in spec["env"]}
+    assert refs["PGPASSWORD"] == {"name": "dify-credentials", "key": "DB_PASSWORD"}  # the old one
+    assert refs["NEW_PASSWORD"]["name"] == "dify-db-password-rotation"
+    assert cluster.get("secret", "dify-db-password-rotation", namespace) is None, "the hand-over Secret is gone"
+    assert rotation["status"]["completionTime"] <= our_apply_time(cluster, namespace, "secret", "dify-credentials")
+    assert secret(cluster, namespace)["DB_PASSWORD"] == "NewPassw0rd-for-the-db"
+    assert secret(cluster, namespace)["SECRET_KEY"] == before["SECRET_KEY"]
+    # The pods that use the password restarted after the rotation (a new ReplicaSet).
+    for name in ("dify-api", "dify-worker", "dify-beat", "dify-plugin-daemon"):
+        sets = [
+            rs for rs in cluster.get("replicasets", namespace=namespace)["items"]
+            if rs["metadata"]["ownerReferences"][0]["name"] == name and rs["spec"]["replicas"] > 0
+        ]  # fmt: skip
+        assert sets and all(
+            rs["metadata"]["creationTimestamp"] >= rotation["status"]["completionTime"] for rs in sets
+        ), name
+
+    # Later runs keep the new password without any flag.
+    again = ansible("site.yml", {"dify_namespace": namespace})
+    assert again.rc == 0 and again.changed == 0
+    assert secret(cluster, namespace)["DB_PASSWORD"] == "NewPassw0rd-for-the-db"
+
+
+def test_redis_password_and_secret_key_changes_need_their_flag(cluster, namespace, ansible):
+    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    stored = secret(cluster, namespace)
+    redis = ansible("site.yml", {"dify_namespace": namespace, "dify_redis_password": "another-redis-password"})
+    assert (
+        redis.rc != 0
+        and "dify_rotate_redis_password"
+        in redis.result("Keep the Redis password unless its change is asked for")["msg"]
+    )
+    key = ansible("site.yml", {"dify_namespace": namespace, "dify_secret_key": "f" * 64})
+    assert (
+        key.rc != 0 and "dify_rotate_secret_key" in key.result("Keep SECRET_KEY unless its change is asked for")["msg"]
+    )
+    assert secret(cluster, namespace) == stored
+
+    rotated = ansible("site.yml", {"dify_namespace": namespace, "dify_redis_password": "another-redis-password",
+                                   "dify_rotate_redis_password": True})  # fmt: skip
+    assert rotated.rc == 0, rotated.stdout[-3000:]
+    now = secret(cluster, namespace)
+    assert now["REDIS_PASSWORD"] == "another-redis-password"
+    assert "another-redis-password" in now["CELERY_BROKER_URL"]
+    assert now["SECRET_KEY"] == stored["SECRET_KEY"]
+
+
+def test_secret_key_is_identical_across_install_upgrade_uninstall_and_reinstall(cluster, namespace, ansible):
+    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    key = secret(cluster, namespace)["SECRET_KEY"]
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.5"}).rc == 0
+    assert secret(cluster, namespace)["SECRET_KEY"] == key
+    assert ansible("playbooks/uninstall.yml", {"dify_namespace": namespace}).rc == 0
+    assert secret(cluster, namespace)["SECRET_KEY"] == key
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.5"}).rc == 0
+    assert secret(cluster, namespace)["SECRET_KEY"] == key
+
+
+def test_no_password_appears_at_maximum_verbosity_during_rotation(cluster, namespace, ansible):
+    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    old = secret(cluster, namespace)["DB_PASSWORD"]
+    new = "Rotated-pw-" + namespace[-5:] + "-secret"
+    run = ansible(
+        "site.yml",
+        {"dify_namespace": namespace, "dify_db_password": new, "dify_rotate_db_password": True},
+        verbosity=3,
+        json_output=False,
+    )
+    assert run.rc == 0, run.stdout[-3000:]
+    output = run.stdout + run.stderr
+    for value in (old, new, base64.b64encode(new.encode()).decode(), base64.b64encode(old.encode()).decode()):
+        assert value not in output
