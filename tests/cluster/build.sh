@@ -20,6 +20,7 @@ key() { # key FILE... -> short hash of the files and the Go version
 k8s_dir="$cache_root/bin/k8s-${K8S_VERSION}_$(key "$here/tools/k8s/go.sum" "$here/tools/k8s/cmd/etcd/main.go")"
 kwok_dir="$cache_root/bin/kwok-${KWOK_VERSION}_$(key "$here/tools/kwok/go.sum")"
 netpol_dir="$cache_root/bin/netpol-analyzer-${NETPOL_ANALYZER_VERSION}_$(key "$here/tools/netpol/go.sum")"
+helm_dir="$cache_root/bin/helm-${HELM_VERSION}_$(key "$here/tools/helm/go.sum")"
 
 build() { # build DIR NAME MODULE_DIR PACKAGE LDFLAGS
   local dir=$1 name=$2 module=$3 pkg=$4 ldflags=$5 t0=$SECONDS
@@ -53,12 +54,15 @@ build "$kwok_dir" kwokctl "$here/tools/kwok" sigs.k8s.io/kwok/cmd/kwokctl "$kwok
 
 build "$netpol_dir" k8snetpolicy "$here/tools/netpol" github.com/np-guard/netpol-analyzer/cmd/netpolicy "-s -w"
 
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=v${HELM_VERSION}"
+build "$helm_dir" helm "$here/tools/helm" helm.sh/helm/v3/cmd/helm "$helm_ldflags"
+
 # One directory with every binary (links into the group directories).
-bin_dir="$cache_root/bin/set-$(echo "$k8s_dir $kwok_dir $netpol_dir" | sha256sum | cut -c1-12)"
+bin_dir="$cache_root/bin/set-$(echo "$k8s_dir $kwok_dir $netpol_dir $helm_dir" | sha256sum | cut -c1-12)"
 if [ ! -d "$bin_dir" ]; then
   tmp="$bin_dir.tmp.$$"
   mkdir -p "$tmp"
-  for f in "$k8s_dir"/* "$kwok_dir"/* "$netpol_dir"/*; do ln -s "$f" "$tmp/$(basename "$f")"; done
+  for f in "$k8s_dir"/* "$kwok_dir"/* "$netpol_dir"/* "$helm_dir"/*; do ln -s "$f" "$tmp/$(basename "$f")"; done
   mv -T "$tmp" "$bin_dir" 2>/dev/null || rm -rf "$tmp"
 fi
 [ $((SECONDS - started)) -gt 1 ] && echo "[build] all binaries ready in $((SECONDS - started))s" >&2

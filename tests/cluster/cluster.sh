@@ -7,7 +7,8 @@
 #   cluster.sh down    stop it and remove its state; kills only its own processes
 #   cluster.sh status  exit 0 when the cluster answers
 #
-# Environment: DIFY_CE_CLUSTER_NAME (default dify-ce), DIFY_CE_CACHE_DIR.
+# Environment: DIFY_CE_CLUSTER_NAME (default dify-ce), DIFY_CE_CACHE_DIR, DIFY_CE_CLUSTER_AUDIT=1
+# (write an audit log of every request, for `make bench`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 name=${DIFY_CE_CLUSTER_NAME:-dify-ce}
@@ -16,12 +17,18 @@ export KWOK_WORKDIR="$cache_root/kwok"
 workdir="$KWOK_WORKDIR/clusters/$name"
 kubeconfig="$cache_root/$name.kubeconfig"
 config_files=("$here/config/kwokctl.yaml" "$here/config/stages.yaml")
+audit_args=()
+if [ "${DIFY_CE_CLUSTER_AUDIT:-}" = 1 ]; then
+  config_files+=("$here/config/audit-policy.yaml")
+  audit_args=(--kube-audit-policy "$here/config/audit-policy.yaml")
+fi
 manifests=("$here/manifests/nodes.yaml" "$here/manifests/storage-classes.yaml")
 
 log() { echo "[cluster] $*" >&2; }
 
-config_hash() {
-  cat "${config_files[@]}" "${manifests[@]}" "$here/versions.env" | sha256sum | cut -c1-16
+config_hash() { # what the running cluster was made from (not the tools it does not run)
+  { cat "${config_files[@]}" "${manifests[@]}"; grep -E '^(K8S|KWOK)_VERSION=' "$here/versions.env"; } |
+    sha256sum | cut -c1-16
 }
 
 bin_dir() { "$here/build.sh" | tail -n 1; }
@@ -72,7 +79,7 @@ up() {
   mkdir -p "$cache_root"
   log "creating cluster $name"
   local args=()
-  for f in "${config_files[@]}"; do args+=(--config "$f"); done
+  for f in "$here/config/kwokctl.yaml" "$here/config/stages.yaml"; do args+=(--config "$f"); done
   "$bin/kwokctl" "${args[@]}" create cluster --name "$name" --runtime binary \
     --kubeconfig "$kubeconfig" \
     --etcd-binary "$bin/etcd" \
@@ -80,6 +87,7 @@ up() {
     --kube-controller-manager-binary "$bin/kube-controller-manager" \
     --kube-scheduler-binary "$bin/kube-scheduler" \
     --kwok-controller-binary "$bin/kwok" \
+    "${audit_args[@]}" \
     --wait 120s >&2 9>&- # the daemons must not inherit (and hold) the lock
   local kc=("$bin/kubectl" --kubeconfig "$kubeconfig")
   for m in "${manifests[@]}"; do "${kc[@]}" apply --server-side -f "$m" >&2; done
@@ -122,5 +130,6 @@ case "${1:-}" in
   down) lock; down ;;
   status) status ;;
   bin-dir) bin_dir ;;
-  *) echo "usage: $0 up|down|status|bin-dir" >&2; exit 2 ;;
+  audit-log) echo "$workdir/logs/audit.log" ;;
+  *) echo "usage: $0 up|down|status|bin-dir|audit-log" >&2; exit 2 ;;
 esac

@@ -184,7 +184,8 @@ def test_uninstall_keeps_data_and_credentials_for_the_next_install(cluster, name
     assert {
         p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.get("pvc", namespace=namespace)["items"]
     } == claims
-    assert back.result("Migrate the database schema")["decision"] == "skip"
+    assert back.result("Will the migration run?")["decision"] == "skip"
+    assert back.result("Migrate the database schema").get("skipped")
 
     purge = ansible("playbooks/uninstall.yml", {"dify_namespace": namespace, "dify_purge_data": True})
     assert purge.rc == 0, purge.stdout[-3000:]

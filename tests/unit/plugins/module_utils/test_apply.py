@@ -1,0 +1,232 @@
+"""Unit tests of the batch applier: comparison, readiness, and which requests it makes."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import apply as a
+
+
+def deployment(name: str = "dify-api", image: str = "langgenius/dify-api:1.11.4", **status: Any) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": "dify",
+            "labels": {"app.kubernetes.io/managed-by": "dify_ce.kubernetes"},
+        },
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "api", "image": image, "resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}}}
+                    ]
+                }
+            },
+        },
+    }
+
+
+def live_of(obj: dict, rv: str = "100", generation: int = 1, ready: bool = True) -> dict:
+    live = copy.deepcopy(obj)
+    live["metadata"].update(resourceVersion=rv, generation=generation, uid="u-" + obj["metadata"]["name"])
+    live["metadata"]["labels"]["pod-template-hash"] = "abc"  # added by others
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    container["resources"]["requests"]["cpu"] = "500m"  # canonicalised by the apiserver
+    container["terminationMessagePath"] = "/dev/termination-log"  # defaulted
+    if obj["kind"] == "Deployment":
+        n = 1 if ready else 0
+        live["status"] = {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1,
+                          "readyReplicas": n, "availableReplicas": n}  # fmt: skip
+    return live
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@pytest.mark.parametrize(
+    ("a_value", "b_value", "same"),
+    [("500m", "0.5", True), ("1Gi", "1024Mi", True), (2, "2", True), ("2", "2000m", True), ("1Gi", "1G", False),
+     ("1.11.4", "1.11.4", True), ("1.11.4", "1.11.5", False), (True, "true", False), ("true", "1", False)],
+)  # fmt: skip
+def test_quantities_compare_by_value(a_value, b_value, same):
+    assert a.same_value(a_value, b_value) is same
+
+
+def test_live_with_defaults_and_canonical_quantities_contains_the_desired_object():
+    desired = deployment()
+    assert a.contains(desired, live_of(desired))
+
+
+def test_a_changed_field_or_list_length_is_noticed():
+    desired = deployment(image="langgenius/dify-api:1.11.5")
+    assert not a.contains(desired, live_of(deployment()))
+    two = deployment()
+    two["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "x:1"})
+    assert not a.contains(two, live_of(deployment()))
+
+
+def test_empty_maps_we_send_are_not_missing():
+    desired = deployment()
+    desired["metadata"]["annotations"] = {}
+    assert a.contains(desired, live_of(deployment()))
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+def test_readiness_of_workloads():
+    assert a.ready(live_of(deployment()))[0]
+    assert not a.ready(live_of(deployment(), ready=False))[0]
+    stale = live_of(deployment())
+    stale["metadata"]["generation"] = 2
+    assert a.ready(stale) == (False, "the controller has not seen the change yet")
+    assert a.ready({"kind": "ConfigMap"})[0]
+    sts = {"kind": "StatefulSet", "metadata": {"generation": 1}, "spec": {"replicas": 1},
+           "status": {"observedGeneration": 1, "readyReplicas": 1, "updatedReplicas": 1,
+                      "currentRevision": "a", "updateRevision": "b"}}  # fmt: skip
+    assert not a.ready(sts)[0]
+    sts["status"]["currentRevision"] = "b"
+    assert a.ready(sts)[0]
+
+
+# --------------------------------------------------------------------------- the applier
+
+
+class FakeApi:
+    def __init__(self, existing: list[dict]):
+        self.store = {(o["kind"], o["metadata"]["name"]): copy.deepcopy(o) for o in existing}
+        self.calls: list[tuple] = []
+        self.events: list[tuple[str, dict]] = []
+
+    def namespaced(self, api_version, kind):
+        return kind != "Namespace"
+
+    def list(self, api_version, kind, namespace, label_selector=None):
+        self.calls.append(("list", kind, label_selector))
+        items = {n: copy.deepcopy(o) for (k, n), o in self.store.items() if k == kind}
+        if label_selector:
+            key, value = label_selector.split("=")
+            items = {n: o for n, o in items.items() if o["metadata"].get("labels", {}).get(key) == value}
+        return items, "500"
+
+    def get(self, api_version, kind, name, namespace):
+        self.calls.append(("get", kind, name))
+        return copy.deepcopy(self.store.get((kind, name)))
+
+    def apply(self, obj, field_manager, force, dry_run):
+        self.calls.append(("apply", obj["kind"], obj["metadata"]["name"], dry_run))
+        current = self.store.get((obj["kind"], obj["metadata"]["name"]))
+        changed = current is None or not a.contains(obj, current)
+        rv = str(int(current["metadata"]["resourceVersion"]) + 1) if changed and current else "1"
+        new = live_of(obj, rv=rv if changed else current["metadata"]["resourceVersion"],
+                      generation=(current or {}).get("metadata", {}).get("generation", 0) + (1 if changed else 0),
+                      ready=not changed)  # fmt: skip
+        if not dry_run:
+            self.store[(obj["kind"], obj["metadata"]["name"])] = new
+        return copy.deepcopy(new)
+
+    def delete(self, api_version, kind, name, namespace, dry_run):
+        self.calls.append(("delete", kind, name, dry_run))
+        if not dry_run:
+            self.store.pop((kind, name), None)
+
+    def watch(self, api_version, kind, namespace, resource_version, timeout):
+        self.calls.append(("watch", kind))
+        while self.events:
+            yield self.events.pop(0)
+
+
+def test_an_unchanged_batch_costs_one_list_per_kind_and_no_patch():
+    desired = [deployment("dify-api"), deployment("dify-web")]
+    api = FakeApi([live_of(d) for d in desired])
+    outcome = a.Applier(api, "dify_ce.kubernetes").run(desired, wait=True)
+    assert outcome.changed is False
+    assert [o["action"] for o in outcome.objects] == ["unchanged", "unchanged"]
+    assert api.calls == [("list", "Deployment", None)]
+
+
+def test_a_changed_object_is_applied_and_followed_until_ready():
+    current = deployment("dify-api")
+    api = FakeApi([live_of(current)])
+    wanted = deployment("dify-api", image="langgenius/dify-api:1.11.5")
+    rolled = live_of(wanted, rv="102", generation=2)
+    api.events = [("MODIFIED", live_of(wanted, rv="101", generation=2, ready=False)), ("MODIFIED", rolled)]
+    outcome = a.Applier(api, "dify_ce.kubernetes").run([wanted], wait=True)
+    assert outcome.objects == [{"kind": "Deployment", "name": "dify-api", "namespace": "dify", "action": "configured"}]
+    assert [c[0] for c in api.calls] == ["list", "apply", "list", "watch"]
+    assert api.events == []
+
+
+def test_a_rollout_that_finished_before_the_wait_started_is_not_waited_for():
+    """The state is listed when the wait starts: a transition before it is never missed."""
+
+    class FastCluster(FakeApi):
+        def apply(self, obj, field_manager, force, dry_run):
+            result = super().apply(obj, field_manager, force, dry_run)
+            self.store[(obj["kind"], obj["metadata"]["name"])] = live_of(obj, rv="200", generation=2)  # rolled out
+            return result
+
+    api = FastCluster([live_of(deployment("dify-api"))])
+    api.events = [("MODIFIED", live_of(deployment("dify-api"), ready=False))]  # must not be needed
+    a.Applier(api, "dify_ce.kubernetes").run([deployment("dify-api", image="langgenius/dify-api:1.11.5")], wait=True)
+    assert [c[0] for c in api.calls] == ["list", "apply", "list"]
+
+
+def test_rollout_timeout_names_the_workload_and_its_state():
+    clock = iter([0, 0, 0, 1000, 1000, 1000]).__next__
+    api = FakeApi([])
+    with pytest.raises(a.ApplyError, match=r"Deployment dify-api: 0/1 ready"):
+        a.Applier(api, "dify_ce.kubernetes", monotonic=clock).run([deployment()], wait=True, timeout=5)
+
+
+def test_check_mode_applies_as_dry_run_and_changes_nothing():
+    api = FakeApi([])
+    outcome = a.Applier(api, "dify_ce.kubernetes", check_mode=True).run([deployment()], wait=True)
+    assert outcome.changed and outcome.objects[0]["action"] == "created"
+    assert ("apply", "Deployment", "dify-api", True) in api.calls
+    assert api.store == {}
+
+
+def test_prune_deletes_only_labelled_objects_that_were_not_rendered():
+    ours = {"app.kubernetes.io/managed-by": "dify_ce.kubernetes"}
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget"}
+    existing = [
+        dict(pdb, metadata={"name": "dify-api", "namespace": "dify", "labels": ours, "resourceVersion": "1"}),
+        dict(pdb, metadata={"name": "dify-web", "namespace": "dify", "labels": ours, "resourceVersion": "1"}),
+        dict(pdb, metadata={"name": "someone-elses", "namespace": "dify", "labels": {}, "resourceVersion": "1"}),
+    ]
+    api = FakeApi(existing)
+    keep = dict(pdb, metadata={"name": "dify-api", "namespace": "dify", "labels": ours})
+    outcome = a.Applier(api, "dify_ce.kubernetes").run(
+        [keep], prune_kinds=[{"api_version": "policy/v1", "kind": "PodDisruptionBudget"}],
+        prune_selector="app.kubernetes.io/managed-by=dify_ce.kubernetes", prune_namespace="dify",
+    )  # fmt: skip
+    assert ("PodDisruptionBudget", "dify-web") not in api.store
+    assert ("PodDisruptionBudget", "someone-elses") in api.store
+    assert {
+        "kind": "PodDisruptionBudget",
+        "name": "dify-web",
+        "namespace": "dify",
+        "action": "deleted",
+    } in outcome.objects
+
+
+def test_cluster_scoped_objects_are_read_by_name():
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify", "labels": {"a": "b"}}}
+    api = FakeApi([dict(namespace, metadata=dict(namespace["metadata"], resourceVersion="3"))])
+    outcome = a.Applier(api, "dify_ce.kubernetes").run([namespace])
+    assert api.calls == [("get", "Namespace", "dify")]
+    assert outcome.objects[0]["action"] == "unchanged"
+
+
+def test_objects_without_kind_or_name_are_refused_before_any_request():
+    api = FakeApi([])
+    with pytest.raises(a.ApplyError, match=r"no metadata\.name"):
+        a.Applier(api, "m").run([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}])
+    assert api.calls == []
