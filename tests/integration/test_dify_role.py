@@ -260,6 +260,8 @@ BAD_INPUTS = [
     ({"dify_namespace_override": "Bad_Name"}, "dify_namespace"),
     ({"dify_pod_security_level": "restricted"}, "dify_pod_security_level"),
     ({"dify_network_policy_internet_egress": ["sandbox"]}, "dify_network_policy_internet_egress"),
+    ({"dify_admin_email": "ops.example.com"}, "dify_admin_email"),
+    ({"dify_admin_password": "password"}, "dify_admin_password is too weak"),
 ]
 
 
@@ -282,8 +284,15 @@ def test_no_secret_value_appears_at_maximum_verbosity(cluster, namespace, ansibl
         "dify_secret_key": "sk-given-secret-key-" + namespace[-5:] * 4,
         "dify_db_password": "db-given-password-" + namespace[-5:],
         "dify_openai_api_key": "sk-openai-test-" + namespace[-5:] * 3,
+        "dify_admin_password": "Admin-given-" + namespace[-5:] + "7",
     }
-    run = ansible("site.yml", {"dify_namespace": namespace, **given}, verbosity=3, json_output=False)
+    # dify_admin_email: the provider setup Job runs too (its password and the key pass through it).
+    run = ansible(
+        "site.yml",
+        {"dify_namespace": namespace, "dify_admin_email": "ops@example.com", **given},
+        verbosity=3,
+        json_output=False,
+    )
     assert run.rc == 0, run.stdout[-3000:]
     stored = secret_data(cluster, namespace)
     provider = cluster.get("secret", "dify-provider-keys", namespace)["data"]
@@ -294,3 +303,63 @@ def test_no_secret_value_appears_at_maximum_verbosity(cluster, namespace, ansibl
         assert value not in output, "a secret value was printed"
         assert base64.b64encode(value.encode()).decode() not in output, "a secret value was printed (base64)"
     assert json.dumps(stored)  # the generated ones were checked above too
+
+
+def test_openai_key_is_stored_through_the_console_after_the_rollout(cluster, namespace, ansible, pod_logs):
+    # What the script prints on success (kwok runs no container; the Job spec, order, record,
+    # idempotence and failure handling are real; the script is tested against a fake console API
+    # in tests/unit/roles/test_configure_providers.py).
+    pod_logs('RESULT {"admin": "created", "credential": "created", "plugin": "installed langgenius/openai"}', ("job",))
+    given = {"dify_openai_api_key": "sk-openai-" + namespace[-5:] * 3, "dify_admin_email": "ops@example.com"}
+    run = site(ansible, namespace, **given)
+    assert run.rc == 0, run.stdout[-4000:]
+
+    job = cluster.get("job", "dify-provider-setup", namespace)
+    pod = job["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == f"langgenius/dify-api:{OLD}"
+    assert container["command"] == ["python", "/setup/configure_providers.py"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "dify-provider-keys", "key": "OPENAI_API_KEY"}
+    assert env["DIFY_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "ADMIN_PASSWORD"
+    assert env["DIFY_ADMIN_EMAIL"]["value"] == "ops@example.com"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "provider-setup"
+    script = cluster.get("configmap", "dify-provider-setup-script", namespace)["data"]["configure_providers.py"]
+    assert script.strip() == (Path(__file__).parents[2] / "roles/dify/files/configure_providers.py").read_text().strip()
+    # After the rollout: the api it talks to runs the new pods already.
+    api_sets = replica_sets_with_image(cluster, namespace, f"langgenius/dify-api:{OLD}")
+    assert api_sets and all(
+        rs["metadata"]["creationTimestamp"] <= job["metadata"]["creationTimestamp"] for rs in api_sets
+    )
+    # Only the api is reachable from the setup pod (NetworkPolicy from the flow model).
+    policy = cluster.get("networkpolicy", "dify-provider-setup", namespace)["spec"]
+    targets = [rule["to"][0].get("podSelector", {}).get("matchLabels", {}) for rule in policy["egress"][1:]]
+    assert [t.get("app.kubernetes.io/component") for t in targets] == ["api"]
+    keys = cluster.get("secret", "dify-provider-keys", namespace)["data"]
+    admin_password = base64.b64decode(keys["ADMIN_PASSWORD"]).decode()
+    assert len(admin_password) >= 8 and any(c.isdigit() for c in admin_password)
+    record = cluster.get("configmap", "dify-provider-setup", namespace)["data"]
+    assert record["admin_email"] == "ops@example.com" and json.loads(record["result"])["credential"] == "created"
+    assert "OpenAI key stored in Dify" in " ".join(run.result("Dify is installed")["msg"])
+
+    # Re-run: nothing changes, the Job does not run again, the generated admin password stays.
+    again = site(ansible, namespace, **given)
+    assert again.rc == 0 and again.changed == 0, again.stdout[-3000:]
+    assert cluster.get("job", "dify-provider-setup", namespace)["metadata"]["uid"] == job["metadata"]["uid"]
+
+    # A new key: the Job runs again. When it fails, the play fails and the record keeps the old state.
+    failing = site(
+        ansible,
+        namespace,
+        **{**given, "dify_openai_api_key": "sk-openai-new-" + namespace[-5:] * 3},
+        dify_provider_setup_pod_annotations={"dify-ce.test/exit-code": "1"},
+    )
+    assert failing.rc != 0
+    assert "container exit code 1" in failing.result("Store the OpenAI key through Dify's console API")["msg"]
+    assert cluster.get("configmap", "dify-provider-setup", namespace)["data"]["fingerprint"] == record["fingerprint"]
+    fixed = site(ansible, namespace, **{**given, "dify_openai_api_key": "sk-openai-new-" + namespace[-5:] * 3})
+    assert fixed.rc == 0, fixed.stdout[-3000:]
+    assert cluster.get("job", "dify-provider-setup", namespace)["metadata"]["uid"] != job["metadata"]["uid"]
+    assert cluster.get("configmap", "dify-provider-setup", namespace)["data"]["fingerprint"] != record["fingerprint"]
+    keys_after = cluster.get("secret", "dify-provider-keys", namespace)["data"]
+    assert base64.b64decode(keys_after["ADMIN_PASSWORD"]).decode() == admin_password

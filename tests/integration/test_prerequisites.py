@@ -122,17 +122,29 @@ def test_metallb_installs_from_a_chart_where_missing_and_waits_out_the_webhook(
 ):
     chart = package(cluster, "metallb", tmp_path)
     webhook = unready_webhook(cluster, namespace)
-    threading.Timer(
-        8, lambda: cluster.kubectl("delete", "validatingwebhookconfiguration", webhook, check=False)
-    ).start()
-    started = time.monotonic()
+    removed_at: list[float] = []
+
+    def serve_webhook_later() -> None:
+        # The webhook "comes up" a few seconds after the controller is ready, as MetalLB's does:
+        # the role's first pool attempts (right after its rollout wait) meet a webhook nobody serves.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            controller = cluster.get("deployment", "metallb-controller", namespace)
+            if controller and (controller.get("status") or {}).get("readyReplicas"):
+                break
+            time.sleep(0.2)
+        time.sleep(5)
+        cluster.kubectl("delete", "validatingwebhookconfiguration", webhook, check=False)
+        removed_at.append(time.monotonic())
+
+    threading.Thread(target=serve_webhook_later, daemon=True).start()
     run = prerequisites(
         ansible,
         {"prerequisites_metallb": True, "metallb_namespace": namespace, "metallb_address_pools": POOLS,
          "metallb_chart_ref": chart},
     )  # fmt: skip
     assert run.rc == 0, run.stdout[-3000:]
-    assert time.monotonic() - started >= 8
+    assert removed_at, "the play finished before the webhook came up"
     assert run.result("Apply the address pools")["attempts"] > 1
     labels = cluster.get("namespace", namespace)["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"

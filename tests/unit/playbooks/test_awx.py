@@ -102,8 +102,9 @@ def test_survey_variables_are_role_variables():
     options = set(specs["main"]["options"]) | set(specs["uninstall"]["options"])
     asked = {q["variable"] for survey in SURVEYS.values() for q in survey["spec"]}
     assert asked <= options, asked - options
-    secret = [q for s in SURVEYS.values() for q in s["spec"] if q["variable"] == "dify_openai_api_key"]
-    assert secret and all(q["type"] == "password" for q in secret)
+    for variable in ("dify_openai_api_key", "dify_admin_password"):
+        secret = [q for s in SURVEYS.values() for q in s["spec"] if q["variable"] == variable]
+        assert secret and all(q["type"] == "password" for q in secret), variable
 
 
 def test_execution_environment_builds_a_context(tmp_path):
