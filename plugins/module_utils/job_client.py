@@ -19,11 +19,10 @@ from typing import Any, Callable
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import AlreadyExists
 
 try:
-    from kubernetes import client as k8s
     from kubernetes import watch as k8s_watch
     from kubernetes.client.rest import ApiException
 except ImportError:  # reported by the module (AnsibleK8SModule requires kubernetes)
-    k8s = k8s_watch = None
+    k8s_watch = None
 
     class ApiException(Exception):  # type: ignore[no-redef]
         status = 0
@@ -59,16 +58,44 @@ def _selector(job: dict[str, Any]) -> str:
 
 
 class JobClient:
-    """JobApi for a real cluster, built on an authenticated kubernetes ApiClient."""
+    """JobApi for a real cluster, over kubernetes.core's dynamic client (its auth and connection).
 
-    def __init__(self, api_client: Any) -> None:
-        self.batch = k8s.BatchV1Api(api_client)
-        self.core = k8s.CoreV1Api(api_client)
+    Requests go through DynamicClient.request with plain paths and JSON dicts: the typed
+    CoreV1Api/BatchV1Api of the kubernetes package take about a second to import and
+    deserialize every watch event into models this code never reads.
+    """
+
+    def __init__(self, dynamic_client: Any) -> None:
+        self.client = dynamic_client
+
+    def _request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        params.pop("_preload_content", None)  # always raw here
+        query = params.pop("query_params", [])
+        return self.client.request(method, path, body=body, serialize=False, query_params=list(query), **params)
+
+    def _get(self, path: str, **params: Any) -> dict[str, Any]:
+        return _json(self._request("GET", path, **params))
+
+    @staticmethod
+    def _jobs(namespace: str, name: str = "") -> str:
+        return f"/apis/batch/v1/namespaces/{namespace}/jobs" + (f"/{name}" if name else "")
+
+    @staticmethod
+    def _core(namespace: str, plural: str, name: str = "") -> str:
+        return f"/api/v1/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
+
+    # No return annotation and no docstring: kubernetes.watch reads the type to deserialize
+    # events into from them; without one it leaves the events as JSON dicts.
+    def _list_jobs(self, namespace: str, **params: Any):
+        return self._request("GET", self._jobs(namespace), **params)
+
+    def _list_pods(self, namespace: str, **params: Any):
+        return self._request("GET", self._core(namespace, "pods"), **params)
 
     # -- Jobs ------------------------------------------------------------------
     def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
+            return self._get(self._jobs(namespace, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -76,7 +103,7 @@ class JobClient:
 
     def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            return _json(self.batch.create_namespaced_job(namespace, body, _preload_content=False))
+            return _json(self._request("POST", self._jobs(namespace), body=body))
         except ApiException as exc:
             if exc.status == 409:
                 raise AlreadyExists(body["metadata"]["name"]) from exc
@@ -87,7 +114,7 @@ class JobClient:
         if uid:
             options["preconditions"] = {"uid": uid}
         try:
-            self.batch.delete_namespaced_job(name, namespace, body=options, _preload_content=False)
+            self._request("DELETE", self._jobs(namespace, name), body=options)
         except ApiException as exc:
             # 404: already gone; 409: the uid precondition failed, i.e. it is not the
             # Job we meant any more (someone replaced it) - not ours to delete.
@@ -105,7 +132,7 @@ class JobClient:
                 return False
             watcher = k8s_watch.Watch()
             for event in watcher.stream(
-                self.batch.list_namespaced_job,
+                self._list_jobs,
                 namespace,
                 field_selector=f"metadata.name={name}",
                 resource_version=job["metadata"]["resourceVersion"],
@@ -117,14 +144,16 @@ class JobClient:
 
     # -- pods and logs -----------------------------------------------------------
     def list_pods(self, namespace: str, job: dict[str, Any]) -> list[dict[str, Any]]:
-        response = self.core.list_namespaced_pod(namespace, label_selector=_selector(job), _preload_content=False)
-        return _json(response).get("items") or []
+        return self._get(self._core(namespace, "pods"), label_selector=_selector(job)).get("items") or []
 
     def read_log(self, namespace: str, pod: str, container: str) -> str:
         # Migration output is short; the cap only protects against a runaway log.
         try:
-            response = self.core.read_namespaced_pod_log(
-                pod, namespace, container=container, limit_bytes=4 * 1024 * 1024, _preload_content=False
+            response = self._request(
+                "GET",
+                self._core(namespace, "pods", pod) + "/log",
+                query_params=[("container", container), ("limitBytes", 4 * 1024 * 1024)],
+                header_params={"Accept": "text/plain, */*"},
             )
         except ApiException as exc:
             raise RuntimeError(api_message(exc)) from exc
@@ -133,7 +162,7 @@ class JobClient:
     # -- the record ----------------------------------------------------------------
     def read_record(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            cm = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+            cm = self._get(self._core(namespace, "configmaps", name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -144,12 +173,12 @@ class JobClient:
         body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": data}
         for _attempt in range(3):
             try:
-                current = _json(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+                current = self._get(self._core(namespace, "configmaps", name))
             except ApiException as exc:
                 if exc.status != 404:
                     raise
                 try:
-                    self.core.create_namespaced_config_map(namespace, body, _preload_content=False)
+                    self._request("POST", self._core(namespace, "configmaps"), body=body)
                     return
                 except ApiException as create_exc:
                     if create_exc.status != 409:
@@ -157,7 +186,7 @@ class JobClient:
                     continue
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             try:
-                self.core.replace_namespaced_config_map(name, namespace, body, _preload_content=False)
+                self._request("PUT", self._core(namespace, "configmaps", name), body=body)
                 return
             except ApiException as exc:
                 if exc.status != 409:  # someone wrote in between: read again
@@ -168,8 +197,8 @@ class JobClient:
     def follow(self, namespace: str, job: dict[str, Any]) -> EventStream:
         stream = EventStream()
         name = job["metadata"]["name"]
-        stream.watch("job", self.batch.list_namespaced_job, namespace, field_selector=f"metadata.name={name}")
-        stream.watch("pod", self.core.list_namespaced_pod, namespace, label_selector=_selector(job))
+        stream.watch("job", self._list_jobs, namespace, field_selector=f"metadata.name={name}")
+        stream.watch("pod", self._list_pods, namespace, label_selector=_selector(job))
         return stream
 
 

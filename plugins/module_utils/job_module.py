@@ -56,7 +56,7 @@ def run_job_module(
         from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_client import JobClient
 
         k8s_client = get_api_client(module=module)
-        runner = JobRunner(JobClient(k8s_client.client.client), build_spec(module.params))
+        runner = JobRunner(JobClient(k8s_client.client), build_spec(module.params))
         result = runner.check() if module.check_mode else runner.run()
     except MigrationError as exc:
         module.fail_json(msg=str(exc), **exc.details)
