@@ -97,3 +97,20 @@ def test_a_role_missing_one_rule_fails_with_a_readable_forbidden(cluster, namesp
     assert "forbidden" in failure.lower(), failure
     assert 'resource \\"networkpolicies\\"' in failure or 'resource "networkpolicies"' in failure, failure
     assert f"system:serviceaccount:{namespace}:dify-deployer" in failure, failure
+
+
+def test_credentials_that_cannot_be_read_are_named_although_their_read_is_no_log(cluster, namespace, tmp_path):
+    items = yaml.safe_load((ROOT / "rbac" / "namespaced.yaml").read_text())["items"]
+    rules = next(d for d in items if d["kind"] == "Role")["rules"]
+    without_secrets = [dict(r, resources=[x for x in r["resources"] if x != "secrets"]) for r in rules]
+    token = prepare_namespace(cluster, namespace, role=without_secrets)
+    runner = run_like_awx(cluster, namespace, token, tmp_path)
+    output = runner.stdout.read()
+    assert runner.status == "failed"
+    failure = output[output.find("fatal:") :][:3000]
+    assert "Reading Secret dify-credentials in namespace " + namespace + " failed" in failure, failure
+    assert "forbidden" in failure.lower() and "secrets" in failure, failure
+    assert (
+        cluster.get("configmaps", namespace=namespace, label="app.kubernetes.io/managed-by=dify_ce.kubernetes")["items"]
+        == []
+    )
