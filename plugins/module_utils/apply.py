@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_client import api_message
+
 _QUANTITY = re.compile(r"^([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 _SUFFIX = {
     "": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
@@ -285,6 +287,32 @@ class Applier:
             f"timed out after {timeout:g}s waiting for the rollout: " + " | ".join(states),
             not_ready=sorted(pending),
         )
+
+
+def read_all(api: ApplyApi, reads: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Several reads in one go, each as kubernetes.core.k8s_info returns it: ``{"resources": [...]}``.
+
+    A read with a name GETs that object (missing: no resources); without one it LISTs the kind
+    (in the namespace, if given, filtered by the label selector). Errors name the read.
+    """
+    found: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for read in reads:
+        api_version, kind, name = read["api_version"], read["kind"], read.get("name")
+        namespace = read.get("namespace")
+        try:
+            if name:
+                obj = api.get(api_version, kind, name, namespace)
+                resources = [obj] if obj else []
+            else:
+                items, _version = api.list(api_version, kind, namespace, read.get("label_selector"))
+                resources = [items[item_name] for item_name in sorted(items)]
+        except Exception as exc:
+            where = f" in namespace {namespace}" if namespace else ""
+            raise ApplyError(
+                f"reading {kind} {name or '(all)'}{where} failed: {api_message(exc)}", read=read["id"]
+            ) from exc
+        found[read["id"]] = {"resources": resources}
+    return found
 
 
 def _rv(value: str) -> int:

@@ -230,3 +230,50 @@ def test_objects_without_kind_or_name_are_refused_before_any_request():
     with pytest.raises(a.ApplyError, match=r"no metadata\.name"):
         a.Applier(api, "m").run([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}])
     assert api.calls == []
+
+
+# --------------------------------------------------------------------------- several reads at once
+
+
+def test_read_all_returns_each_read_in_the_shape_of_k8s_info():
+    secret = {"kind": "Secret", "metadata": {"name": "dify-credentials"}, "data": {"SECRET_KEY": "eA=="}}
+    classes = [{"kind": "StorageClass", "metadata": {"name": n}} for n in ("b-files", "a-volume")]
+    api = FakeApi([secret, *classes])
+    found = a.read_all(
+        api,
+        [
+            {
+                "id": "credentials",
+                "api_version": "v1",
+                "kind": "Secret",
+                "namespace": "dify",
+                "name": "dify-credentials",
+            },
+            {"id": "missing", "api_version": "v1", "kind": "PersistentVolumeClaim", "namespace": "dify", "name": "x"},
+            {"id": "classes", "api_version": "storage.k8s.io/v1", "kind": "StorageClass"},
+        ],
+    )
+    assert found["credentials"] == {"resources": [secret]}
+    assert found["missing"] == {"resources": []}
+    assert [o["metadata"]["name"] for o in found["classes"]["resources"]] == ["a-volume", "b-files"]
+    assert api.calls == [("get", "Secret", "dify-credentials"), ("get", "PersistentVolumeClaim", "x"),
+                         ("list", "StorageClass", None)]  # fmt: skip
+
+
+def test_read_all_names_the_read_that_failed():
+    class Forbidden(Exception):
+        status = 403
+        body = '{"message": "secrets \\"dify-credentials\\" is forbidden: User \\"sa\\" cannot get resource"}'
+
+    class DenyingApi(FakeApi):
+        def get(self, api_version, kind, name, namespace):
+            raise Forbidden()
+
+    read = {"id": "credentials", "api_version": "v1", "kind": "Secret", "namespace": "dify", "name": "dify-credentials"}
+    with pytest.raises(a.ApplyError) as failure:
+        a.read_all(DenyingApi([]), [read])
+    assert str(failure.value) == (
+        'reading Secret dify-credentials in namespace dify failed: secrets "dify-credentials" is forbidden: '
+        'User "sa" cannot get resource'
+    )
+    assert failure.value.details == {"read": "credentials"}
