@@ -199,6 +199,10 @@ class Applier:
         if prune_kinds and prune_selector:
             self._prune(definitions, prune_kinds, prune_selector, prune_namespace, outcome)
 
+        # A dry run cannot apply into a namespace that does not exist yet (a first install in
+        # check mode): such objects are reported as created without the server's dry run.
+        absent = self._absent_namespaces(groups) if self.check_mode else set()
+
         applied: dict[tuple[str, str, str | None], dict[str, dict[str, Any]]] = {}
         for key, objs in groups.items():
             for obj in objs:
@@ -207,6 +211,9 @@ class Applier:
                 if current is not None and contains(obj, current):
                     outcome.note(obj, "unchanged")
                     applied.setdefault(key, {})[name] = current
+                    continue
+                if key[2] in absent:
+                    outcome.note(obj, "created")
                     continue
                 result = self.api.apply(obj, self.field_manager, self.force, self.check_mode)
                 if current is None:
@@ -222,6 +229,10 @@ class Applier:
         if wait and not self.check_mode:
             self._wait(applied, timeout)
         return outcome
+
+    def _absent_namespaces(self, groups: dict[tuple[str, str, str | None], list[dict[str, Any]]]) -> set[str]:
+        namespaces = {namespace for (_api_version, _kind, namespace) in groups if namespace}
+        return {ns for ns in sorted(namespaces) if self.api.get("v1", "Namespace", ns, None) is None}
 
     def _prune(
         self,

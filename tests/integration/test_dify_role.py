@@ -363,3 +363,16 @@ def test_openai_key_is_stored_through_the_console_after_the_rollout(cluster, nam
     assert cluster.get("configmap", "dify-provider-setup", namespace)["data"]["fingerprint"] != record["fingerprint"]
     keys_after = cluster.get("secret", "dify-provider-keys", namespace)["data"]
     assert base64.b64decode(keys_after["ADMIN_PASSWORD"]).decode() == admin_password
+
+
+def test_check_mode_before_the_first_install_reports_and_creates_nothing(cluster, namespace, ansible):
+    target = namespace + "-new"  # does not exist: the dry run cannot use the server for its objects
+    run = ansible(
+        "site.yml",
+        {"dify_namespace": target, "dify_openai_api_key": "sk-check-1234", "dify_admin_email": "ops@example.com"},
+        check=True,
+    )
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run.changed > 0
+    assert run.result("Migrate the database schema")["decision"] == "run"
+    assert cluster.get("namespace", target) is None

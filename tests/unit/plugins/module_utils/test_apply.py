@@ -186,11 +186,27 @@ def test_rollout_timeout_names_the_workload_and_its_state():
 
 
 def test_check_mode_applies_as_dry_run_and_changes_nothing():
-    api = FakeApi([])
+    namespace = {"kind": "Namespace", "metadata": {"name": "dify", "resourceVersion": "1"}}
+    api = FakeApi([namespace])
     outcome = a.Applier(api, "dify_ce.kubernetes", check_mode=True).run([deployment()], wait=True)
     assert outcome.changed and outcome.objects[0]["action"] == "created"
     assert ("apply", "Deployment", "dify-api", True) in api.calls
+    assert list(api.store) == [("Namespace", "dify")]
+
+
+def test_check_mode_of_a_first_install_reports_objects_of_a_namespace_not_yet_there():
+    # The server cannot dry-run into a namespace that does not exist: no apply is attempted.
+    api = FakeApi([])
+    outcome = a.Applier(api, "dify_ce.kubernetes", check_mode=True).run([deployment()], wait=True)
+    assert [o["action"] for o in outcome.objects] == ["created"]
+    assert api.calls == [("list", "Deployment", None), ("get", "Namespace", "dify")]
     assert api.store == {}
+
+
+def test_outside_check_mode_the_namespace_is_not_looked_up():
+    api = FakeApi([])
+    a.Applier(api, "dify_ce.kubernetes").run([deployment()])
+    assert ("get", "Namespace", "dify") not in api.calls
 
 
 def test_prune_deletes_only_labelled_objects_that_were_not_rendered():
