@@ -72,7 +72,6 @@ class Settings:
 class Response:
     status: int
     body: Any
-    cookies: dict[str, str]
 
 
 class Console:
@@ -108,16 +107,14 @@ class Console:
             return self._response(error.code, error.read(), error.headers.get_all("Set-Cookie") or [])
 
     def _response(self, status: int, raw: bytes, set_cookies: list[str]) -> Response:
-        received: dict[str, str] = {}
         for header in set_cookies:
             name, rest = header.split("=", 1) if "=" in header else (header, "")
-            received[name.strip()] = rest.split(";", 1)[0].strip()
-        self.cookies.update(received)
+            self.cookies[name.strip()] = rest.split(";", 1)[0].strip()
         try:
             body = json.loads(raw.decode() or "null")
         except ValueError:
             body = raw.decode(errors="replace")[:500]
-        return Response(status, body, received)
+        return Response(status, body)
 
     def cookie(self, suffix: str) -> str:
         # "csrf_token", or "__Host-csrf_token" when Dify's URLs are https.
