@@ -14,8 +14,20 @@ options:
     description:
       - Image of the Job's container. Must carry a tag or a digest; V(latest) is refused unless
         O(allow_latest=true).
+      - Required unless O(pod_template) names the image; given as well, it replaces the
+        template's.
     type: str
-    required: true
+  pod_template:
+    description:
+      - A pod template (C(metadata), C(spec) with exactly one container) to start the Job's pod
+        from, for example the pod of the application the Job belongs to, so the Job runs with
+        exactly its image, environment, volumes, security context and pull secrets.
+      - The module sets the container's command (and args), C(restartPolicy=Never) and the
+        Job's labels, and removes probes (a Job serves nothing). The other options of this
+        module are applied on top - environment variables replace those of the same name,
+        envFrom entries, volumes and mounts are added, labels and annotations merged, the rest
+        replaces the template's value when given.
+    type: dict
   allow_latest:
     description: Accept an image tagged V(latest).
     type: bool
@@ -74,9 +86,8 @@ options:
     elements: dict
     default: []
   resources:
-    description: Resource requests and limits of the container, as in a pod spec.
+    description: Resource requests and limits of the container, as in a pod spec (default the template's).
     type: dict
-    default: {}
   pod_labels:
     description: Extra labels of the pod.
     type: dict
@@ -89,16 +100,11 @@ options:
     default: {}
   security_context:
     description:
-      - Security context of the container. The default meets the C(restricted) Pod Security
-        Standard (the image must then run as a non-root user).
+      - Security context of the container. Without it, the template's; without a template, one
+        that meets the C(restricted) Pod Security Standard (C(allowPrivilegeEscalation=false), all
+        capabilities dropped, C(runAsNonRoot), the C(RuntimeDefault) seccomp profile; the image must
+        then run as a non-root user).
     type: dict
-    default:
-      allowPrivilegeEscalation: false
-      capabilities:
-        drop: [ALL]
-      runAsNonRoot: true
-      seccompProfile:
-        type: RuntimeDefault
   pod_security_context:
     description: Security context of the pod.
     type: dict

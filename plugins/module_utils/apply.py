@@ -2,36 +2,34 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Apply a batch of objects with server-side apply, calling the API only where something differs.
 
-kubernetes.core's k8s module reads every object and then patches it (two requests per object,
-a third to wait), one module run per task. Here one run takes a whole phase: one LIST per kind
-finds what exists, an object whose live state already contains every field we manage is left
-alone, only the others are patched (server-side apply, our field manager), and readiness is
-followed with the watch API instead of polling. Objects that a phase no longer renders can be
-pruned by label. The logic is plain functions over dicts; the API sits behind ``ApplyApi``.
+One run takes a whole phase: one LIST per kind finds what exists; every object carries a hash of
+its rendered form (annotation dify-ce.kubernetes/applied-hash); an object is left alone only
+when the live hash equals the rendered one *and* the live state still holds every rendered
+field (so a hand edit is taken back). Anything else is sent with server-side apply under our
+field manager, which also drops fields we no longer set: a setting removed from the inventory
+leaves the cluster. Readiness is followed with the watch API; objects a phase no longer renders
+are pruned by label. Plain functions over dicts; the API sits behind ``ApplyApi`` (k8s.Kube).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_client import api_message
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import ApplyFailed, DifyError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.k8s import api_message, wait_until
 
 _QUANTITY = re.compile(r"^([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
 _SUFFIX = {
     "": 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
     "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60,
 }  # fmt: skip
-
-
-class ApplyError(Exception):
-    """Applying or waiting failed; ``details`` goes into the module result."""
-
-    def __init__(self, msg: str, **details: Any) -> None:
-        super().__init__(msg)
-        self.details = details
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -62,7 +60,8 @@ def contains(desired: Any, live: Any) -> bool:
     """Whether the live object already has every field (and value) of the desired one.
 
     Fields the apiserver or controllers add (defaults, status, clusterIP) do not matter; a field
-    we set that differs does. Lists must match element by element.
+    we set that differs does. Lists must match element by element. This alone cannot see a
+    field we stopped setting: the applied hash does (``unchanged``).
     """
     if isinstance(desired, dict):
         if not isinstance(live, dict):
@@ -83,15 +82,51 @@ def contains(desired: Any, live: Any) -> bool:
     return same_value(desired, live)
 
 
+def rendered_hash(obj: dict[str, Any]) -> str:
+    """A hash of the object as rendered (without its own hash annotation)."""
+    bare = copy.deepcopy(obj)
+    meta = bare.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    annotations.pop(names.APPLIED_HASH, None)
+    if not annotations:
+        meta.pop("annotations", None)
+    text = json.dumps(bare, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def stamped(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with the hash of its rendered form in an annotation."""
+    out = copy.deepcopy(obj)
+    meta = out.setdefault("metadata", {})
+    meta["annotations"] = dict(meta.get("annotations") or {}, **{names.APPLIED_HASH: rendered_hash(obj)})
+    return out
+
+
+def unchanged(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
+    """Nothing to send: the live object was applied from this very rendering (same hash, so no
+    field was added or removed since) and still holds every rendered field (no hand edit)."""
+    if live is None:
+        return False
+    want = ((desired.get("metadata") or {}).get("annotations") or {}).get(names.APPLIED_HASH)
+    have = ((live.get("metadata") or {}).get("annotations") or {}).get(names.APPLIED_HASH)
+    return want is not None and want == have and contains(desired, live)
+
+
 # ----------------------------------------------------------------------------- readiness
 
 
 def ready(obj: dict[str, Any]) -> tuple[bool, str]:
-    """Whether a workload finished rolling out (other kinds are ready once applied)."""
+    """Whether a workload finished rolling out, a LoadBalancer has an address (other kinds are
+    ready once applied)."""
     kind = obj.get("kind")
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    if kind == "Service":
+        if spec.get("type") != "LoadBalancer":
+            return True, ""
+        ingress = (status.get("loadBalancer") or {}).get("ingress") or []
+        return bool(ingress), "no LoadBalancer address yet (is MetalLB running, with a pool?)"
     if kind not in ("Deployment", "StatefulSet", "DaemonSet"):
         return True, ""
-    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
     if status.get("observedGeneration", 0) < meta.get("generation", 0):
         return False, "the controller has not seen the change yet"
     if kind == "DaemonSet":
@@ -114,7 +149,7 @@ def ready(obj: dict[str, Any]) -> tuple[bool, str]:
 
 
 class ApplyApi(Protocol):
-    """The calls the applier needs (implemented by ApplyClient below)."""
+    """The calls the applier needs (k8s.Kube implements them)."""
 
     def namespaced(self, api_version: str, kind: str) -> bool: ...
 
@@ -125,7 +160,7 @@ class ApplyApi(Protocol):
 
     def apply(self, obj: dict[str, Any], field_manager: str, force: bool, dry_run: bool) -> dict[str, Any]: ...
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None, dry_run: bool) -> None: ...
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None, dry_run: bool = False) -> bool: ...
 
     def watch(self, api_version: str, kind: str, namespace: str | None, resource_version: str, timeout: float
               ) -> Iterator[tuple[str, dict[str, Any]]]: ...  # fmt: skip
@@ -134,19 +169,23 @@ class ApplyApi(Protocol):
 @dataclass
 class Outcome:
     changed: bool = False
-    objects: list[dict[str, str]] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
 
-    def note(self, obj: dict[str, Any], action: str) -> None:
+    def note(self, obj: dict[str, Any], action: str) -> dict[str, Any]:
         meta = obj.get("metadata") or {}
-        entry = {"kind": obj.get("kind", ""), "name": meta.get("name", ""), "action": action}
+        entry: dict[str, Any] = {"kind": obj.get("kind", ""), "name": meta.get("name", ""), "action": action}
         if meta.get("namespace"):
             entry["namespace"] = meta["namespace"]
         self.objects.append(entry)
-        if action not in ("unchanged",):
+        if action != "unchanged":
             self.changed = True
+        return entry
 
 
-def _key(obj: dict[str, Any]) -> tuple[str, str, str | None]:
+Key = tuple  # (apiVersion, kind, namespace)
+
+
+def _key(obj: dict[str, Any]) -> Key:
     return obj["apiVersion"], obj["kind"], (obj.get("metadata") or {}).get("namespace")
 
 
@@ -174,16 +213,17 @@ class Applier:
         for obj in definitions:
             for required in ("apiVersion", "kind"):
                 if not obj.get(required):
-                    raise ApplyError(f"an object has no {required}: {obj.get('metadata', {}).get('name')}")
+                    raise ApplyFailed(f"an object has no {required}: {obj.get('metadata', {}).get('name')}")
             if not (obj.get("metadata") or {}).get("name"):
-                raise ApplyError(f"a {obj['kind']} has no metadata.name")
+                raise ApplyFailed(f"a {obj['kind']} has no metadata.name")
+        desired = [stamped(obj) for obj in definitions]
 
-        groups: dict[tuple[str, str, str | None], list[dict[str, Any]]] = {}
-        for obj in definitions:
+        groups: dict[Key, list[dict[str, Any]]] = {}
+        for obj in desired:
             groups.setdefault(_key(obj), []).append(obj)
 
         # Existing objects: one LIST per kind and namespace (a GET for cluster-scoped kinds).
-        live: dict[tuple[str, str, str | None], dict[str, dict[str, Any]]] = {}
+        live: dict[Key, dict[str, dict[str, Any]]] = {}
         for key, objs in groups.items():
             api_version, kind, namespace = key
             if self.api.namespaced(api_version, kind):
@@ -197,19 +237,20 @@ class Applier:
                 live[key] = found
 
         if prune_kinds and prune_selector:
-            self._prune(definitions, prune_kinds, prune_selector, prune_namespace, outcome)
+            self._prune(desired, prune_kinds, prune_selector, prune_namespace, outcome, wait, timeout)
 
         # A dry run cannot apply into a namespace that does not exist yet (a first install in
         # check mode): such objects are reported as created without the server's dry run.
         absent = self._absent_namespaces(groups) if self.check_mode else set()
 
-        applied: dict[tuple[str, str, str | None], dict[str, dict[str, Any]]] = {}
+        applied: dict[Key, dict[str, dict[str, Any]]] = {}
+        entries: dict[tuple[Key, str], dict[str, Any]] = {}
         for key, objs in groups.items():
             for obj in objs:
                 name = obj["metadata"]["name"]
                 current = live[key].get(name)
-                if current is not None and contains(obj, current):
-                    outcome.note(obj, "unchanged")
+                if unchanged(obj, current):
+                    entries[key, name] = outcome.note(obj, "unchanged")
                     applied.setdefault(key, {})[name] = current
                     continue
                 if key[2] in absent:
@@ -217,87 +258,121 @@ class Applier:
                     continue
                 result = self.api.apply(obj, self.field_manager, self.force, self.check_mode)
                 if current is None:
-                    outcome.note(obj, "created")
+                    action = "created"
                 elif (result.get("metadata") or {}).get("resourceVersion") != current["metadata"].get(
                     "resourceVersion"
                 ):
-                    outcome.note(obj, "configured")
+                    action = "configured"
                 else:
-                    outcome.note(obj, "unchanged")
+                    action = "unchanged"
+                entries[key, name] = outcome.note(obj, action)
                 applied.setdefault(key, {})[name] = result
 
         if wait and not self.check_mode:
-            self._wait(applied, timeout)
+            finished = self._wait(applied, timeout)
+            for (key, name), entry in entries.items():
+                self._describe(entry, finished.get(key, {}).get(name))
         return outcome
 
-    def _absent_namespaces(self, groups: dict[tuple[str, str, str | None], list[dict[str, Any]]]) -> set[str]:
+    @staticmethod
+    def _describe(entry: dict[str, Any], obj: dict[str, Any] | None) -> None:
+        """What the report needs of an object that was waited for (the LoadBalancer address)."""
+        if obj and obj.get("kind") == "Service" and (obj.get("spec") or {}).get("type") == "LoadBalancer":
+            entry["load_balancer"] = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+
+    def _absent_namespaces(self, groups: dict[Key, list[dict[str, Any]]]) -> set[str]:
         namespaces = {namespace for (_api_version, _kind, namespace) in groups if namespace}
         return {ns for ns in sorted(namespaces) if self.api.get("v1", "Namespace", ns, None) is None}
 
     def _prune(
         self,
-        definitions: list[dict[str, Any]],
+        desired: list[dict[str, Any]],
         prune_kinds: list[dict[str, str]],
         selector: str,
         namespace: str | None,
         outcome: Outcome,
+        wait: bool = False,
+        timeout: float = 600,
     ) -> None:
-        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in definitions}
-        for item in prune_kinds:
-            existing, _version = self.api.list(item["api_version"], item["kind"], namespace, label_selector=selector)
-            for name, obj in sorted(existing.items()):
-                if (item["api_version"], item["kind"], name) in wanted:
-                    continue
-                self.api.delete(item["api_version"], item["kind"], name, namespace, self.check_mode)
-                outcome.note(dict(obj, apiVersion=item["api_version"], kind=item["kind"]), "deleted")
-
-    def _wait(self, applied: dict[tuple[str, str, str | None], dict[str, dict[str, Any]]], timeout: float) -> None:
+        """Kind by kind, in the order given; with ``wait``, each kind's deleted objects are gone
+        before the next kind is pruned (an uninstall removes the NetworkPolicies last)."""
+        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in desired}
         deadline = self.monotonic() + timeout
+        for item in prune_kinds:
+            api_version, kind = item["api_version"], item["kind"]
+            label_selector = ",".join(part for part in (selector, item.get("label_selector")) if part)
+            existing, _version = self.api.list(api_version, kind, namespace, label_selector=label_selector)
+            deleted: set[str] = set()
+            for name, obj in sorted(existing.items()):
+                if (api_version, kind, name) in wanted:
+                    continue
+                self.api.delete(api_version, kind, name, namespace, dry_run=self.check_mode)
+                outcome.note(dict(obj, apiVersion=api_version, kind=kind), "deleted")
+                deleted.add(name)
+            if wait and deleted and not self.check_mode:
+                self._follow(
+                    (api_version, kind, namespace),
+                    deleted,
+                    lambda _name, obj: obj is None,
+                    deadline,
+                    timeout,
+                    lambda pending, kind=kind: "the deletion of " + ", ".join(f"{kind} {n}" for n in sorted(pending)),
+                )
+
+    def _follow(
+        self,
+        key: Key,
+        names_: set[str],
+        done: Callable[[str, dict[str, Any] | None], bool],
+        deadline: float,
+        timeout: float,
+        describe: Callable[[dict[str, dict[str, Any]]], str],
+    ) -> dict[str, dict[str, Any]]:
+        """Until ``done`` holds for every name (list, then watch from exactly there)."""
+        api_version, kind, namespace = key
+        ok, current = wait_until(
+            self.api,
+            api_version,
+            kind,
+            namespace,
+            lambda objs: all(done(n, objs.get(n)) for n in names_),
+            max(deadline - self.monotonic(), 0.0),
+            monotonic=self.monotonic,
+        )
+        if not ok:
+            pending = sorted(n for n in names_ if not done(n, current.get(n)))
+            raise ApplyFailed(
+                f"timed out after {timeout:g}s waiting for {describe({n: current.get(n) for n in pending})}",
+                not_ready=pending,
+            )
+        return current
+
+    def _wait(self, applied: dict[Key, dict[str, dict[str, Any]]], timeout: float) -> dict[Key, dict[str, Any]]:
+        deadline = self.monotonic() + timeout
+        finished: dict[Key, dict[str, Any]] = {}
         for key, objs in applied.items():
-            api_version, kind, namespace = key
-            if not any(not ready(dict(obj, kind=kind))[0] for obj in objs.values()):
+            kind = key[1]
+            if all(ready(dict(obj, kind=kind))[0] for obj in objs.values()):
+                finished[key] = objs
                 continue
-            while True:
-                # The current state, then changes from exactly there: no transition is missed,
-                # whatever happened between the apply and now.
-                current, version = self.api.list(api_version, kind, namespace)
-                pending = {
-                    name: current.get(name, obj)
-                    for name, obj in objs.items()
-                    if not ready(dict(current.get(name, obj), kind=kind))[0]
-                }
-                if not pending:
-                    break
-                remaining = deadline - self.monotonic()
-                if remaining <= 0:
-                    self._timeout(kind, pending, timeout)
-                for event_type, obj in self.api.watch(api_version, kind, namespace, version, remaining):
-                    name = obj["metadata"]["name"]
-                    if name in pending and event_type != "DELETED":
-                        pending[name] = obj
-                        if ready(dict(obj, kind=kind))[0]:
-                            del pending[name]
-                    if not pending or self.monotonic() >= deadline:
-                        break
-                if not pending:
-                    break
+
+            def done(name: str, obj: dict[str, Any] | None, kind: str = kind) -> bool:
+                return obj is not None and ready(dict(obj, kind=kind))[0]
+
+            def describe(pending: dict[str, Any], kind: str = kind, objs: dict = objs) -> str:
+                return "the rollout: " + " | ".join(self._state(kind, name, obj or objs[name])
+                                                    for name, obj in sorted(pending.items()))  # fmt: skip
+
+            finished[key] = self._follow(key, set(objs), done, deadline, timeout, describe)
+        return finished
 
     @staticmethod
-    def _timeout(kind: str, pending: dict[str, dict[str, Any]], timeout: float) -> None:
-        states = []
-        for name, obj in sorted(pending.items()):
-            conditions = [
-                f"{c.get('type')}={c.get('status')}" + (f" ({c.get('message')})" if c.get("message") else "")
-                for c in (obj.get("status") or {}).get("conditions") or []
-            ]
-            states.append(
-                f"{kind} {name}: {ready(dict(obj, kind=kind))[1]}"
-                + (f"; {'; '.join(conditions)}" if conditions else "")
-            )
-        raise ApplyError(
-            f"timed out after {timeout:g}s waiting for the rollout: " + " | ".join(states),
-            not_ready=sorted(pending),
-        )
+    def _state(kind: str, name: str, obj: dict[str, Any]) -> str:
+        conditions = [
+            f"{c.get('type')}={c.get('status')}" + (f" ({c.get('message')})" if c.get("message") else "")
+            for c in (obj.get("status") or {}).get("conditions") or []
+        ]
+        return f"{kind} {name}: {ready(dict(obj, kind=kind))[1]}" + (f"; {'; '.join(conditions)}" if conditions else "")
 
 
 def read_all(api: ApplyApi, reads: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -319,83 +394,9 @@ def read_all(api: ApplyApi, reads: list[dict[str, Any]]) -> dict[str, dict[str, 
                 resources = [items[item_name] for item_name in sorted(items)]
         except Exception as exc:
             where = f" in namespace {namespace}" if namespace else ""
-            raise ApplyError(
-                f"reading {kind} {name or '(all)'}{where} failed: {api_message(exc)}", read=read["id"]
-            ) from exc
+            message = api_message(exc)
+            if isinstance(exc, DifyError) and ": " in message:
+                message = message.split(": ", 1)[1]  # the client layer's own "reading X:" prefix
+            raise ApplyFailed(f"reading {kind} {name or '(all)'}{where} failed: {message}", read=read["id"]) from exc
         found[read["id"]] = {"resources": resources}
     return found
-
-
-def _rv(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0
-
-
-# ----------------------------------------------------------------------------- the real client
-
-
-class ApplyClient:
-    """ApplyApi over kubernetes.core's dynamic client (its discovery cache and auth)."""
-
-    def __init__(self, dynamic_client: Any) -> None:
-        self.client = dynamic_client
-        self._resources: dict[tuple[str, str], Any] = {}
-
-    def _resource(self, api_version: str, kind: str) -> Any:
-        key = (api_version, kind)
-        if key not in self._resources:
-            self._resources[key] = self.client.resources.get(api_version=api_version, kind=kind)
-        return self._resources[key]
-
-    def namespaced(self, api_version: str, kind: str) -> bool:
-        return bool(self._resource(api_version, kind).namespaced)
-
-    def list(self, api_version, kind, namespace, label_selector=None):  # noqa: ANN001, ANN201
-        result = self.client.get(self._resource(api_version, kind), namespace=namespace, label_selector=label_selector)
-        data = result.to_dict()
-        return {item["metadata"]["name"]: item for item in data.get("items") or []}, data["metadata"]["resourceVersion"]
-
-    def get(self, api_version, kind, name, namespace):  # noqa: ANN001, ANN201
-        from kubernetes.dynamic.exceptions import NotFoundError
-
-        try:
-            return self.client.get(self._resource(api_version, kind), name=name, namespace=namespace).to_dict()
-        except NotFoundError:
-            return None
-
-    def apply(self, obj, field_manager, force, dry_run):  # noqa: ANN001, ANN201
-        resource = self._resource(obj["apiVersion"], obj["kind"])
-        params = {"field_manager": field_manager, "force_conflicts": force}
-        if dry_run:
-            params["dry_run"] = "All"
-        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
-        return self.client.server_side_apply(resource, body=obj, namespace=namespace, **params).to_dict()
-
-    def delete(self, api_version, kind, name, namespace, dry_run):  # noqa: ANN001, ANN201
-        from kubernetes.dynamic.exceptions import NotFoundError
-
-        params = {"propagation_policy": "Background"}
-        if dry_run:
-            params["dry_run"] = "All"
-        try:
-            self.client.delete(self._resource(api_version, kind), name=name, namespace=namespace, **params)
-        except NotFoundError:
-            pass
-
-    def watch(self, api_version, kind, namespace, resource_version, timeout):  # noqa: ANN001, ANN201
-        from kubernetes.client.rest import ApiException
-
-        stream = self.client.watch(
-            self._resource(api_version, kind), namespace=namespace, resource_version=resource_version,
-            timeout=max(1, min(int(timeout), 60)),
-        )  # fmt: skip
-        try:
-            for event in stream:
-                if event.get("type") == "ERROR":  # the caller lists again and watches from there
-                    return
-                yield event["type"], event.get("raw_object") or {}
-        except ApiException as exc:
-            if exc.status != 410:  # 410: resource version expired - list again
-                raise

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import JobSpec, image_problem
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobSpec, image_problem, pod_template
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -18,9 +18,11 @@ RESTRICTED_SECURITY_CONTEXT = {
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 
+# Options that change the pod default to None: with pod_template, None keeps the template's.
 JOB_ARG_SPEC: dict[str, dict[str, Any]] = {
     "namespace": {"type": "str", "required": True},
-    "image": {"type": "str", "required": True},
+    "image": {"type": "str"},
+    "pod_template": {"type": "dict"},
     "allow_latest": {"type": "bool", "default": False},
     "env": {"type": "dict", "default": {}},
     "env_from_secrets": {"type": "list", "elements": "str", "default": [], "no_log": False},
@@ -34,15 +36,27 @@ JOB_ARG_SPEC: dict[str, dict[str, Any]] = {
     "image_pull_policy": {"type": "str", "choices": ["Always", "IfNotPresent", "Never"]},
     "node_selector": {"type": "dict", "default": {}},
     "tolerations": {"type": "list", "elements": "dict", "default": []},
-    "resources": {"type": "dict", "default": {}},
+    "resources": {"type": "dict"},
     "pod_labels": {"type": "dict", "default": {}},
     "pod_annotations": {"type": "dict", "default": {}},
-    "security_context": {"type": "dict", "default": RESTRICTED_SECURITY_CONTEXT},
+    "security_context": {"type": "dict"},
     "pod_security_context": {"type": "dict"},
     "wait": {"type": "bool", "default": True},
     "delete_on_timeout": {"type": "bool", "default": False},
     "log_lines": {"type": "int", "default": 50},
 }
+REQUIRED_ONE_OF = [("image", "pod_template")]
+
+
+def template_problems(template: Any) -> list[str]:
+    if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
+        return ["pod_template must be a pod template: {metadata: ..., spec: {containers: [...]}}"]
+    containers = template["spec"].get("containers")
+    if not isinstance(containers, list) or len(containers) != 1 or not isinstance(containers[0], dict):
+        return ["pod_template.spec.containers must hold exactly one container"]
+    if not containers[0].get("name"):
+        return ["pod_template.spec.containers[0] has no name"]
+    return []
 
 
 def input_problems(params: dict[str, Any], name_option: str) -> list[str]:
@@ -53,9 +67,13 @@ def input_problems(params: dict[str, Any], name_option: str) -> list[str]:
     name = params[name_option]
     if not DNS_LABEL.match(name) or len(name) > 63:
         problems.append(f"{name_option} {name!r} must be a DNS label of at most 63 characters")
-    why = image_problem(params["image"], params["allow_latest"])
-    if why:
-        problems.append(f"image {params['image']!r} {why}")
+    if params.get("pod_template") is not None:
+        problems += template_problems(params["pod_template"])
+    if not problems:
+        image = params["image"] or (params.get("pod_template") or {})["spec"]["containers"][0].get("image", "")
+        why = image_problem(image, params["allow_latest"])
+        if why:
+            problems.append(f"image {image!r} {why}")
     for option in ("timeout", "unschedulable_timeout"):
         if params[option] <= 0:
             problems.append(f"{option} must be a positive number of seconds, got {params[option]}")
@@ -71,31 +89,58 @@ def input_problems(params: dict[str, Any], name_option: str) -> list[str]:
     return problems
 
 
-def spec_from_params(params: dict[str, Any], **specific: Any) -> JobSpec:
-    """A JobSpec from the shared options plus the module's own ones (``specific``)."""
+def spec_from_params(
+    params: dict[str, Any],
+    job_name: str,
+    component: str,
+    container_name: str,
+    command: list[str] | None,
+    args: list[str] | None = None,
+    secret_env: dict[str, tuple[str, str]] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
+    volume_mounts: list[dict[str, Any]] | None = None,
+    force: bool = False,
+) -> JobSpec:
+    """A JobSpec from the shared options plus the module's own ones."""
+    base = params.get("pod_template")
+    security_context = params["security_context"]
+    if security_context is None and base is None:
+        security_context = RESTRICTED_SECURITY_CONTEXT
+    template = pod_template(
+        base=base,
+        container_name=container_name,
+        image=params["image"],
+        command=command,
+        args=args,
+        env={k: str(v) for k, v in params["env"].items()},
+        secret_env=secret_env,
+        env_from_config_maps=params["env_from_config_maps"],
+        env_from_secrets=params["env_from_secrets"],
+        volumes=volumes,
+        volume_mounts=volume_mounts,
+        resources=params["resources"] or None,
+        security_context=security_context,
+        pod_security_context=params["pod_security_context"],
+        image_pull_policy=params["image_pull_policy"],
+        image_pull_secrets=params["image_pull_secrets"],
+        node_selector=params["node_selector"],
+        tolerations=params["tolerations"],
+        service_account_name=params["service_account_name"],
+        pod_labels=params["pod_labels"],
+        pod_annotations=params["pod_annotations"],
+    )
     ttl = params["ttl_seconds_after_finished"]
     return JobSpec(
         namespace=params["namespace"],
-        image=params["image"],
-        env={k: str(v) for k, v in params["env"].items()},
-        env_from_secrets=params["env_from_secrets"],
-        env_from_config_maps=params["env_from_config_maps"],
+        template=template,
+        job_name=job_name,
+        component=component,
         ttl_seconds_after_finished=None if ttl == -1 else ttl,
         backoff_limit=params["backoff_limit"],
         timeout=params["timeout"],
         unschedulable_timeout=params["unschedulable_timeout"],
-        service_account_name=params["service_account_name"],
-        image_pull_secrets=params["image_pull_secrets"],
-        image_pull_policy=params["image_pull_policy"],
-        node_selector=params["node_selector"],
-        tolerations=params["tolerations"],
-        resources=params["resources"],
-        pod_labels=params["pod_labels"],
-        pod_annotations=params["pod_annotations"],
-        security_context=params["security_context"],
-        pod_security_context=params["pod_security_context"],
+        force=force,
         wait=params["wait"],
         delete_on_timeout=params["delete_on_timeout"],
         log_lines=params["log_lines"],
-        **specific,
     )

@@ -14,14 +14,20 @@ author:
 description:
   - Applies a list of objects with server-side apply and a field manager of its own, the way
     C(kubectl apply --server-side) does, in one module run.
-  - Reads what exists with one LIST per kind and namespace; an object whose live state already
-    has every field and value of the given one is not sent again (no request, reported
-    V(unchanged)); the others are applied (with O(force_conflicts), fields edited by hand are
-    taken back). Quantities are compared by value (V(0.5) equals V(500m)).
+  - Reads what exists with one LIST per kind and namespace. Every object is applied with a hash
+    of its given form in the annotation C(dify-ce.kubernetes/applied-hash); an object whose live
+    hash equals the given one and whose live state still has every given field and value is not
+    sent again (no request, reported V(unchanged)). The others are applied (with
+    O(force_conflicts), fields edited by hand are taken back), and server-side apply removes the
+    fields this field manager set before and no longer sets - a setting removed from the
+    inventory leaves the cluster. Quantities are compared by value (V(0.5) equals V(500m)).
   - With O(wait), follows Deployments, StatefulSets and DaemonSets with the watch API until their
-    rollout finished, and fails naming the workloads that did not, with their conditions.
+    rollout finished, and Services of type LoadBalancer until they have an address, and fails
+    naming what did not, with its conditions; objects deleted by O(prune_kinds) are waited for
+    until they are gone.
   - With O(prune_kinds), first deletes objects of those kinds that carry the O(prune_selector)
-    labels but are not in O(definitions) (for objects that exist only with some settings).
+    labels but are not in O(definitions) (for objects that exist only with some settings; with
+    no O(definitions), everything so labelled: an uninstall).
   - The results name the objects and what happened to them; object contents (Secrets!) are
     never returned.
 extends_documentation_fragment:
@@ -66,6 +72,9 @@ options:
         description: Kind, e.g. V(PodDisruptionBudget).
         type: str
         required: true
+      label_selector:
+        description: More labels the objects of this kind must match (added to O(prune_selector)).
+        type: str
   prune_selector:
     description:
       - Label selector of the objects that may be pruned,
@@ -96,24 +105,22 @@ EXAMPLES = r"""
 
 RETURN = r"""
 objects:
-  description: Every object and what happened to it (V(created), V(configured), V(unchanged), V(deleted)).
+  description:
+    - Every object and what happened to it (V(created), V(configured), V(unchanged), V(deleted)).
+    - Services of type LoadBalancer waited for have C(load_balancer), their C(status.loadBalancer.ingress).
   returned: always
   type: list
   elements: dict
   sample: [{kind: Deployment, name: dify-api, namespace: dify, action: unchanged}]
 """
 
-import traceback  # noqa: E402
-
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import Applier, ApplyClient, ApplyError  # noqa: E402
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_module import (  # noqa: E402
-    AUTH_ARG_SPEC,
-    KUBERNETES_CORE_IMPORT_ERROR,
-)
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names  # noqa: E402
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import Applier  # noqa: E402
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     definitions={"type": "list", "elements": "dict", "required": True},
-    field_manager={"type": "str", "default": "dify_ce.kubernetes"},
+    field_manager={"type": "str", "default": names.FIELD_MANAGER},
     force_conflicts={"type": "bool", "default": True},
     wait={"type": "bool", "default": False},
     wait_timeout={"type": "int", "default": 600},
@@ -121,40 +128,29 @@ ARGUMENT_SPEC = dict(
         "type": "list",
         "elements": "dict",
         "default": [],
-        "options": {"api_version": {"type": "str", "required": True}, "kind": {"type": "str", "required": True}},
+        "options": {
+            "api_version": {"type": "str", "required": True},
+            "kind": {"type": "str", "required": True},
+            "label_selector": {"type": "str"},
+        },
     },
     prune_selector={"type": "str"},
     prune_namespace={"type": "str"},
 )
 
 
-def main() -> None:
-    from ansible.module_utils.basic import AnsibleModule
+class DifyApply(DifyModule):
+    def problems(self) -> list:
+        params, found = self.params, []
+        if params["wait_timeout"] <= 0:
+            found.append(f"wait_timeout must be a positive number of seconds, got {params['wait_timeout']}")
+        if params["prune_kinds"] and not params["prune_selector"]:
+            found.append("prune_kinds needs prune_selector and prune_namespace (never prune without a selector)")
+        return found
 
-    spec = dict(AUTH_ARG_SPEC, **ARGUMENT_SPEC)
-    if KUBERNETES_CORE_IMPORT_ERROR is not None:
-        AnsibleModule(argument_spec=spec).fail_json(msg="this module needs the kubernetes.core collection (>= 6.0.0)")
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-
-    from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_client import api_message
-
-    module = AnsibleK8SModule(
-        argument_spec=spec,
-        supports_check_mode=True,
-        required_together=[("prune_selector", "prune_namespace")],
-    )
-    params = module.params
-    if params["wait_timeout"] <= 0:
-        module.fail_json(msg=f"wait_timeout must be a positive number of seconds, got {params['wait_timeout']}")
-    if params["prune_kinds"] and not params["prune_selector"]:
-        module.fail_json(msg="prune_kinds needs prune_selector and prune_namespace (never prune without a selector)")
-    try:
-        client = get_api_client(module=module)
-        applier = Applier(
-            ApplyClient(client.client), params["field_manager"], params["force_conflicts"], module.check_mode
-        )
+    def execute(self) -> dict:
+        params = self.params
+        applier = Applier(self.kube, params["field_manager"], params["force_conflicts"], self.check_mode)
         outcome = applier.run(
             params["definitions"],
             wait=params["wait"],
@@ -163,13 +159,11 @@ def main() -> None:
             prune_selector=params["prune_selector"],
             prune_namespace=params["prune_namespace"],
         )
-    except ApplyError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    except CoreException as exc:
-        module.fail_from_exception(exc)
-    except Exception as exc:  # API errors (validation, Forbidden, conflicts): the apiserver's own message
-        module.fail_json(msg=f"Kubernetes API error: {api_message(exc)}", exception=traceback.format_exc())
-    module.exit_json(changed=outcome.changed, objects=outcome.objects)
+        return {"changed": outcome.changed, "objects": outcome.objects}
+
+
+def main() -> None:
+    DifyApply(ARGUMENT_SPEC, required_together=[("prune_selector", "prune_namespace")]).main()
 
 
 if __name__ == "__main__":

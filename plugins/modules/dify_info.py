@@ -79,13 +79,8 @@ objects:
   sample: {storage_classes: {resources: [{kind: StorageClass, metadata: {name: nutanix-volume}}]}}
 """
 
-import traceback  # noqa: E402
-
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import ApplyClient, ApplyError, read_all  # noqa: E402
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_module import (  # noqa: E402
-    AUTH_ARG_SPEC,
-    KUBERNETES_CORE_IMPORT_ERROR,
-)
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import read_all  # noqa: E402
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     reads={
@@ -104,33 +99,18 @@ ARGUMENT_SPEC = dict(
 )
 
 
+class DifyInfo(DifyModule):
+    def problems(self) -> list:
+        ids = [read["id"] for read in self.params["reads"]]
+        duplicated = sorted({i for i in ids if ids.count(i) > 1})
+        return [f"reads: ids must be unique, {duplicated} repeat"] if duplicated else []
+
+    def execute(self) -> dict:
+        return {"changed": False, "objects": read_all(self.kube, self.params["reads"])}
+
+
 def main() -> None:
-    from ansible.module_utils.basic import AnsibleModule
-
-    spec = dict(AUTH_ARG_SPEC, **ARGUMENT_SPEC)
-    if KUBERNETES_CORE_IMPORT_ERROR is not None:
-        AnsibleModule(argument_spec=spec).fail_json(msg="this module needs the kubernetes.core collection (>= 6.0.0)")
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.core import AnsibleK8SModule
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.exceptions import CoreException
-
-    from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_client import api_message
-
-    module = AnsibleK8SModule(argument_spec=spec, supports_check_mode=True)
-    ids = [read["id"] for read in module.params["reads"]]
-    duplicated = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicated:
-        module.fail_json(msg=f"reads: ids must be unique, {duplicated} repeat")
-    try:
-        client = get_api_client(module=module)
-        objects = read_all(ApplyClient(client.client), module.params["reads"])
-    except ApplyError as exc:
-        module.fail_json(msg=str(exc), **exc.details)
-    except CoreException as exc:
-        module.fail_from_exception(exc)
-    except Exception as exc:  # connection errors: the reason first
-        module.fail_json(msg=f"Kubernetes API error: {api_message(exc)}", exception=traceback.format_exc())
-    module.exit_json(changed=False, objects=objects)
+    DifyInfo(ARGUMENT_SPEC).main()
 
 
 if __name__ == "__main__":

@@ -28,15 +28,15 @@ options:
     type: str
     required: true
   command:
-    description: Command of the container; empty keeps the image's entrypoint.
+    description:
+      - Command of the container. Unset keeps the template's; an empty list (or no template)
+        keeps the image's entrypoint.
     type: list
     elements: str
-    default: []
   args:
-    description: Arguments of the container.
+    description: Arguments of the container. Unset keeps the template's.
     type: list
     elements: str
-    default: []
   secret_env:
     description:
       - Environment variables taken from Secret keys, as C(VAR) -> C(secret-name/key); the values
@@ -114,18 +114,20 @@ logs:
   elements: str
 """
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobRunner, KubeJobApi  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import (  # noqa: E402
     JOB_ARG_SPEC,
+    REQUIRED_ONE_OF,
     input_problems,
     spec_from_params,
 )
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_module import run_job_module  # noqa: E402
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     JOB_ARG_SPEC,
     name={"type": "str", "required": True},
-    command={"type": "list", "elements": "str", "default": []},
-    args={"type": "list", "elements": "str", "default": []},
+    command={"type": "list", "elements": "str"},
+    args={"type": "list", "elements": "str"},
     secret_env={"type": "dict", "default": {}, "no_log": False},
     volumes={"type": "list", "elements": "dict", "default": []},
     volume_mounts={"type": "list", "elements": "dict", "default": []},
@@ -133,31 +135,35 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def problems(params: dict) -> list:
-    found = input_problems(params, "name")
-    for var, ref in params["secret_env"].items():
-        if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
-            found.append(f"secret_env.{var} must be 'secret-name/key', got {ref!r}")
-    return found
+class DifyJob(DifyModule):
+    def problems(self) -> list:
+        found = input_problems(self.params, "name")
+        for var, ref in self.params["secret_env"].items():
+            if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
+                found.append(f"secret_env.{var} must be 'secret-name/key', got {ref!r}")
+        return found
 
+    def spec(self):  # noqa: ANN201
+        params = self.params
+        return spec_from_params(
+            params,
+            job_name=params["name"],
+            component=params["component"],
+            container_name="job",
+            command=params["command"],
+            args=params["args"],
+            secret_env={var: tuple(ref.split("/")) for var, ref in params["secret_env"].items()},
+            volumes=params["volumes"],
+            volume_mounts=params["volume_mounts"],
+        )
 
-def build_spec(params: dict):  # noqa: ANN201
-    return spec_from_params(
-        params,
-        job_name=params["name"],
-        command=params["command"],
-        args=params["args"],
-        secret_env={var: tuple(ref.split("/")) for var, ref in params["secret_env"].items()},
-        volumes=params["volumes"],
-        volume_mounts=params["volume_mounts"],
-        component=params["component"],
-        container_name="job",
-        record=False,
-    )
+    def execute(self) -> dict:
+        runner = JobRunner(KubeJobApi(self.kube), self.spec())
+        return runner.check() if self.check_mode else runner.run()
 
 
 def main() -> None:
-    run_job_module(ARGUMENT_SPEC, problems, build_spec)
+    DifyJob(ARGUMENT_SPEC, required_one_of=REQUIRED_ONE_OF).main()
 
 
 if __name__ == "__main__":

@@ -32,14 +32,16 @@ options:
     description:
       - The Dify API image to migrate with, the same image the api, worker and beat will run,
         for example V(langgenius/dify-api:1.11.4). Must carry a tag or a digest.
+      - Required unless O(pod_template) holds the api's container, whose image is then used.
     type: str
-    required: true
   namespace:
     description: Namespace of the Dify installation; the Job and the record are created there.
     type: str
     required: true
   command:
-    description: Command of the migration container. It replaces the image's entrypoint.
+    description:
+      - Command of the migration container. It replaces the image's entrypoint (and the
+        template's command and args).
     type: list
     elements: str
     default: [flask, db, upgrade]
@@ -69,6 +71,13 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Migrate with exactly the pod of the api Deployment (image, environment, volumes, security)
+  dify_ce.kubernetes.dify_migrate:
+    namespace: dify
+    pod_template: "{{ (query('kubernetes.core.k8s', kind='Deployment', namespace='dify', resource_name='dify-api')
+                       | first).spec.template }}"
+    image: langgenius/dify-api:1.11.5
+
 - name: Migrate the database to the image the app is about to run
   dify_ce.kubernetes.dify_migrate:
     namespace: dify
@@ -163,47 +172,53 @@ record:
   type: dict
 """
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import (  # noqa: E402
     JOB_ARG_SPEC,
+    REQUIRED_ONE_OF,
     input_problems,
     spec_from_params,
 )
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_module import run_job_module  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import (  # noqa: E402
-    COMPONENT,
     CONTAINER_NAME,
     DEFAULT_COMMAND,
+    KubeMigrationApi,
+    MigrationRunner,
 )
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     JOB_ARG_SPEC,
     command={"type": "list", "elements": "str", "default": list(DEFAULT_COMMAND)},
-    job_name={"type": "str", "default": "dify-db-migration"},
+    job_name={"type": "str", "default": names.MIGRATION_JOB},
     force={"type": "bool", "default": False},
 )
 
 
-def problems(params: dict) -> list:
-    found = input_problems(params, "job_name")
-    if not params["command"]:
-        found.append("command must not be empty")
-    return found
+class DifyMigrate(DifyModule):
+    def problems(self) -> list:
+        found = input_problems(self.params, "job_name")
+        if not self.params["command"]:
+            found.append("command must not be empty")
+        return found
 
+    def spec(self):  # noqa: ANN201
+        return spec_from_params(
+            self.params,
+            job_name=self.params["job_name"],
+            component=names.MIGRATION,
+            container_name=CONTAINER_NAME,
+            command=self.params["command"],
+            force=self.params["force"],
+        )
 
-def build_spec(params: dict):  # noqa: ANN201
-    return spec_from_params(
-        params,
-        job_name=params["job_name"],
-        command=params["command"],
-        force=params["force"],
-        component=COMPONENT,
-        container_name=CONTAINER_NAME,
-        record=True,
-    )
+    def execute(self) -> dict:
+        runner = MigrationRunner(KubeMigrationApi(self.kube), self.spec())
+        return runner.check() if self.check_mode else runner.run()
 
 
 def main() -> None:
-    run_job_module(ARGUMENT_SPEC, problems, build_spec)
+    DifyMigrate(ARGUMENT_SPEC, required_one_of=REQUIRED_ONE_OF).main()
 
 
 if __name__ == "__main__":

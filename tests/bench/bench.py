@@ -134,7 +134,7 @@ class Bench:
 
     def managed_objects(self, namespace: str, out: Path) -> list[Path]:
         self.playbook(
-            "tests/integration/playbooks/manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out)}
+            "playbooks/manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out)}
         )
         return sorted(out.glob("*.yaml"))
 
@@ -153,7 +153,7 @@ class Bench:
         result: dict = {}
 
         def play() -> None:
-            doc = self.playbook("tests/integration/playbooks/migrate.yml", extra)[1]
+            doc = self.playbook("tests/integration/playbooks/run_dify_migrate.yml", extra)[1]
             task = doc["plays"][0]["tasks"][0]
             result["module_end"] = task["task"]["duration"]["end"]
 

@@ -27,7 +27,7 @@ def migrate(ansible, namespace: str, **args):
     options.update(args)
     verbosity = options.pop("_verbosity", 0)
     check = options.pop("_check", False)
-    return ansible("migrate.yml", {"migrate_args": options}, verbosity=verbosity, check=check, diff=check)
+    return ansible("run_dify_migrate.yml", {"migrate_args": options}, verbosity=verbosity, check=check, diff=check)
 
 
 def jobs(cluster: Cluster, namespace: str) -> list[dict]:
@@ -160,7 +160,7 @@ def test_two_concurrent_plays_start_exactly_one_job(cluster, namespace, pod_logs
     runs: list = [None, None]
 
     def play(i: int) -> None:
-        runs[i] = run_playbook(cluster, "migrate.yml", args)
+        runs[i] = run_playbook(cluster, "run_dify_migrate.yml", args)
 
     threads = [threading.Thread(target=play, args=(i,)) for i in range(2)]
     for t in threads:
@@ -262,7 +262,7 @@ def test_no_secret_reaches_the_result_or_verbose_output(cluster, namespace, ansi
     server = cluster.kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").stdout
     run = run_playbook(
         cluster,
-        "migrate.yml",
+        "run_dify_migrate.yml",
         {"migrate_args": {"namespace": namespace, "image": IMAGE, "env_from_secrets": ["dify-credentials"]}},
         verbosity=3,
         json_output=False,

@@ -196,7 +196,7 @@ def test_uninstall_keeps_data_and_credentials_for_the_next_install(cluster, name
 def test_every_rendered_object_passes_strict_server_side_validation(cluster, namespace, ansible, tmp_path: Path):
     out = tmp_path / "manifests"
     run = ansible(
-        "manifests.yml",
+        "playbooks/manifests.yml",
         {
             "dify_namespace": namespace,
             "dify_manifests_dir": str(out),

@@ -20,7 +20,7 @@ BASELINE_ONLY = {"sandbox", "ssrf-proxy", "plugin-daemon"}
 
 
 def render(ansible, namespace: str, out: Path, **extra) -> list[dict]:
-    run = ansible("manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out), **extra})
+    run = ansible("playbooks/manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out), **extra})
     assert run.rc == 0, run.stdout[-3000:]
     return [doc for f in sorted(out.glob("*.yaml")) for doc in yaml.safe_load_all(f.read_text()) if doc]
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import apply as a
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import ApplyFailed
 
 
 def deployment(name: str = "dify-api", image: str = "langgenius/dify-api:1.11.4", **status: Any) -> dict:
@@ -33,13 +35,14 @@ def deployment(name: str = "dify-api", image: str = "langgenius/dify-api:1.11.4"
 
 
 def live_of(obj: dict, rv: str = "100", generation: int = 1, ready: bool = True) -> dict:
-    live = copy.deepcopy(obj)
+    """The object as the apiserver returns it after we applied it (with our hash annotation)."""
+    live = a.stamped(obj)
     live["metadata"].update(resourceVersion=rv, generation=generation, uid="u-" + obj["metadata"]["name"])
-    live["metadata"]["labels"]["pod-template-hash"] = "abc"  # added by others
-    container = live["spec"]["template"]["spec"]["containers"][0]
-    container["resources"]["requests"]["cpu"] = "500m"  # canonicalised by the apiserver
-    container["terminationMessagePath"] = "/dev/termination-log"  # defaulted
+    live["metadata"].setdefault("labels", {})["pod-template-hash"] = "abc"  # added by others
     if obj["kind"] == "Deployment":
+        container = live["spec"]["template"]["spec"]["containers"][0]
+        container["resources"]["requests"]["cpu"] = "500m"  # canonicalised by the apiserver
+        container["terminationMessagePath"] = "/dev/termination-log"  # defaulted
         n = 1 if ready else 0
         live["status"] = {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1,
                           "readyReplicas": n, "availableReplicas": n}  # fmt: skip
@@ -107,12 +110,13 @@ class FakeApi:
     def namespaced(self, api_version, kind):
         return kind != "Namespace"
 
-    def list(self, api_version, kind, namespace, label_selector=None):
+    def list(self, api_version, kind, namespace, label_selector=None, field_selector=None):
         self.calls.append(("list", kind, label_selector))
         items = {n: copy.deepcopy(o) for (k, n), o in self.store.items() if k == kind}
-        if label_selector:
-            key, value = label_selector.split("=")
-            items = {n: o for n, o in items.items() if o["metadata"].get("labels", {}).get(key) == value}
+        for term in (label_selector or "").split(","):
+            if "=" in term:  # equality terms; the set-based ones ("x notin (a,b)") are not needed here
+                key, value = term.split("=")
+                items = {n: o for n, o in items.items() if o["metadata"].get("labels", {}).get(key) == value}
         return items, "500"
 
     def get(self, api_version, kind, name, namespace):
@@ -122,7 +126,7 @@ class FakeApi:
     def apply(self, obj, field_manager, force, dry_run):
         self.calls.append(("apply", obj["kind"], obj["metadata"]["name"], dry_run))
         current = self.store.get((obj["kind"], obj["metadata"]["name"]))
-        changed = current is None or not a.contains(obj, current)
+        changed = current is None or not a.unchanged(obj, current)
         rv = str(int(current["metadata"]["resourceVersion"]) + 1) if changed and current else "1"
         new = live_of(obj, rv=rv if changed else current["metadata"]["resourceVersion"],
                       generation=(current or {}).get("metadata", {}).get("generation", 0) + (1 if changed else 0),
@@ -131,12 +135,13 @@ class FakeApi:
             self.store[(obj["kind"], obj["metadata"]["name"])] = new
         return copy.deepcopy(new)
 
-    def delete(self, api_version, kind, name, namespace, dry_run):
+    def delete(self, api_version, kind, name, namespace, uid=None, dry_run=False):
         self.calls.append(("delete", kind, name, dry_run))
         if not dry_run:
             self.store.pop((kind, name), None)
+        return True
 
-    def watch(self, api_version, kind, namespace, resource_version, timeout):
+    def watch(self, api_version, kind, namespace, resource_version, timeout, **selectors):
         self.calls.append(("watch", kind))
         while self.events:
             yield self.events.pop(0)
@@ -181,7 +186,7 @@ def test_a_rollout_that_finished_before_the_wait_started_is_not_waited_for():
 def test_rollout_timeout_names_the_workload_and_its_state():
     clock = iter([0, 0, 0, 1000, 1000, 1000]).__next__
     api = FakeApi([])
-    with pytest.raises(a.ApplyError, match=r"Deployment dify-api: 0/1 ready"):
+    with pytest.raises(ApplyFailed, match=r"Deployment dify-api: 0/1 ready"):
         a.Applier(api, "dify_ce.kubernetes", monotonic=clock).run([deployment()], wait=True, timeout=5)
 
 
@@ -213,9 +218,9 @@ def test_prune_deletes_only_labelled_objects_that_were_not_rendered():
     ours = {"app.kubernetes.io/managed-by": "dify_ce.kubernetes"}
     pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget"}
     existing = [
-        dict(pdb, metadata={"name": "dify-api", "namespace": "dify", "labels": ours, "resourceVersion": "1"}),
-        dict(pdb, metadata={"name": "dify-web", "namespace": "dify", "labels": ours, "resourceVersion": "1"}),
-        dict(pdb, metadata={"name": "someone-elses", "namespace": "dify", "labels": {}, "resourceVersion": "1"}),
+        live_of(dict(pdb, metadata={"name": "dify-api", "namespace": "dify", "labels": dict(ours)}), rv="1"),
+        live_of(dict(pdb, metadata={"name": "dify-web", "namespace": "dify", "labels": dict(ours)}), rv="1"),
+        live_of(dict(pdb, metadata={"name": "someone-elses", "namespace": "dify", "labels": {}}), rv="1"),
     ]
     api = FakeApi(existing)
     keep = dict(pdb, metadata={"name": "dify-api", "namespace": "dify", "labels": ours})
@@ -235,7 +240,7 @@ def test_prune_deletes_only_labelled_objects_that_were_not_rendered():
 
 def test_cluster_scoped_objects_are_read_by_name():
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify", "labels": {"a": "b"}}}
-    api = FakeApi([dict(namespace, metadata=dict(namespace["metadata"], resourceVersion="3"))])
+    api = FakeApi([live_of(namespace, rv="3")])
     outcome = a.Applier(api, "dify_ce.kubernetes").run([namespace])
     assert api.calls == [("get", "Namespace", "dify")]
     assert outcome.objects[0]["action"] == "unchanged"
@@ -243,7 +248,7 @@ def test_cluster_scoped_objects_are_read_by_name():
 
 def test_objects_without_kind_or_name_are_refused_before_any_request():
     api = FakeApi([])
-    with pytest.raises(a.ApplyError, match=r"no metadata\.name"):
+    with pytest.raises(ApplyFailed, match=r"no metadata\.name"):
         a.Applier(api, "m").run([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}])
     assert api.calls == []
 
@@ -286,10 +291,110 @@ def test_read_all_names_the_read_that_failed():
             raise Forbidden()
 
     read = {"id": "credentials", "api_version": "v1", "kind": "Secret", "namespace": "dify", "name": "dify-credentials"}
-    with pytest.raises(a.ApplyError) as failure:
+    with pytest.raises(ApplyFailed) as failure:
         a.read_all(DenyingApi([]), [read])
     assert str(failure.value) == (
         'reading Secret dify-credentials in namespace dify failed: secrets "dify-credentials" is forbidden: '
         'User "sa" cannot get resource'
     )
     assert failure.value.details == {"read": "credentials"}
+
+
+# --------------------------------------------------------------------------- removals reach the cluster
+
+
+def test_a_removed_field_is_noticed_by_the_hash_and_applied():
+    """Live still holds everything rendered (contains() alone would skip it), but the rendering
+    changed: a setting was removed, so the object is sent and server-side apply drops the field."""
+    before = deployment()
+    before["spec"]["template"]["spec"]["nodeSelector"] = {"pool": "ai"}
+    api = FakeApi([live_of(before)])
+    after = deployment()  # dify_node_selector removed from the inventory
+    assert a.contains(after, api.store[("Deployment", "dify-api")])
+    outcome = a.Applier(api, "dify_ce.kubernetes").run([after])
+    assert ("apply", "Deployment", "dify-api", False) in api.calls
+    assert outcome.changed
+
+
+def test_a_hand_edit_of_a_rendered_field_is_taken_back_although_the_hash_is_the_same():
+    desired = deployment()
+    live = live_of(desired)
+    live["spec"]["replicas"] = 3  # kubectl scale / edit
+    api = FakeApi([live])
+    a.Applier(api, "dify_ce.kubernetes").run([desired])
+    assert ("apply", "Deployment", "dify-api", False) in api.calls
+
+
+def test_every_applied_object_carries_the_hash_of_its_rendered_form():
+    api = FakeApi([])
+    desired = deployment()
+    a.Applier(api, "dify_ce.kubernetes").run([desired])
+    applied = api.store[("Deployment", "dify-api")]
+    assert applied["metadata"]["annotations"][names.APPLIED_HASH] == a.rendered_hash(desired)
+    assert a.rendered_hash(a.stamped(desired)) == a.rendered_hash(desired)  # stamping twice changes nothing
+    assert "annotations" not in desired["metadata"], "the caller's object is left alone"
+
+
+def test_unchanged_needs_both_the_same_hash_and_every_field():
+    desired = a.stamped(deployment())
+    assert a.unchanged(desired, live_of(deployment()))
+    assert not a.unchanged(desired, None)
+    old = live_of(deployment())
+    old["metadata"]["annotations"][names.APPLIED_HASH] = "0" * 32
+    assert not a.unchanged(desired, old)
+
+
+def test_prune_with_wait_goes_kind_by_kind_each_gone_before_the_next():
+    ours = {"app.kubernetes.io/managed-by": "dify_ce.kubernetes"}
+    objects = [
+        live_of({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dify-api", "namespace": "dify",
+                 "labels": dict(ours)}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i:1",
+                 "resources": {"requests": {"cpu": "1"}}}]}}}}),
+        live_of({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                 "metadata": {"name": "dify-api", "namespace": "dify", "labels": dict(ours)}}),
+    ]  # fmt: skip
+    api = FakeApi(objects)
+    outcome = a.Applier(api, "dify_ce.kubernetes").run(
+        [], wait=True,
+        prune_kinds=[{"api_version": "apps/v1", "kind": "Deployment"},
+                     {"api_version": "networking.k8s.io/v1", "kind": "NetworkPolicy"}],
+        prune_selector="app.kubernetes.io/managed-by=dify_ce.kubernetes", prune_namespace="dify",
+    )  # fmt: skip
+    assert [o["action"] for o in outcome.objects] == ["deleted", "deleted"]
+    kinds = [c[1] for c in api.calls if c[0] in ("delete", "list")]
+    # list+delete Deployments, list (gone), then the policies
+    assert kinds == ["Deployment", "Deployment", "Deployment", "NetworkPolicy", "NetworkPolicy", "NetworkPolicy"]
+    assert api.store == {}
+
+
+def test_prune_kinds_can_narrow_the_selector():
+    ours = {"app.kubernetes.io/managed-by": "dify_ce.kubernetes"}
+    api = FakeApi([])
+    a.Applier(api, "dify_ce.kubernetes").run(
+        [], prune_kinds=[{"api_version": "v1", "kind": "Service", "label_selector": "app.kubernetes.io/component=x"}],
+        prune_selector="app.kubernetes.io/managed-by=dify_ce.kubernetes", prune_namespace="dify",
+    )  # fmt: skip
+    assert api.calls == [
+        ("list", "Service", "app.kubernetes.io/managed-by=dify_ce.kubernetes,app.kubernetes.io/component=x")
+    ]
+    assert ours
+
+
+def test_a_load_balancer_is_ready_once_it_has_an_address_and_the_result_says_which():
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dify-nginx", "namespace": "dify",
+               "labels": {}}, "spec": {"type": "LoadBalancer"}}  # fmt: skip
+    assert not a.ready(dict(service, status={}))[0]
+    assert a.ready(dict(service, status={"loadBalancer": {"ingress": [{"ip": "198.18.0.1"}]}}))[0]
+    assert a.ready(dict(service, spec={"type": "ClusterIP"}))[0]
+
+    class LoadBalancer(FakeApi):
+        def apply(self, obj, field_manager, force, dry_run):
+            self.calls.append(("apply", obj["kind"], obj["metadata"]["name"], dry_run))
+            live = live_of(obj, rv="7")
+            self.store[(obj["kind"], obj["metadata"]["name"])] = live
+            self.events = [("MODIFIED", dict(live, status={"loadBalancer": {"ingress": [{"ip": "198.18.0.1"}]}}))]
+            return live
+
+    api = LoadBalancer([])
+    outcome = a.Applier(api, "dify_ce.kubernetes").run([service], wait=True)
+    assert outcome.objects[0]["load_balancer"] == [{"ip": "198.18.0.1"}]

@@ -1,0 +1,347 @@
+# Copyright: Dify CE Kubernetes maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The prepare step: from the validated variables and one read of the cluster to the model of the
+installation. It decides (credentials, release, what the phases will do) and changes nothing.
+
+Every entry point (site, manifests, migrate, status, restore, uninstall) runs it; the phases
+that change the cluster only apply what it returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any, Callable
+
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import record_view
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import catalog, credentials, inputs, network
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.objects import DATA_SERVICES, Builder
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
+
+ENTRY_POINTS = ("main", "manifests", "migrate_only", "status", "restore", "uninstall")
+
+# What uninstall removes, in this order: every object of these kinds carrying our labels. Volumes,
+# Secrets and the records that describe the data (migration, provider setup, backups) stay.
+RECORD_COMPONENTS = (names.MIGRATION, names.PROVIDER_SETUP, "backups")
+UNINSTALL_KINDS = [
+    {"api_version": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"},
+    {"api_version": "policy/v1", "kind": "PodDisruptionBudget"},
+    {"api_version": "networking.k8s.io/v1", "kind": "Ingress"},
+    {"api_version": "apps/v1", "kind": "Deployment"},
+    {"api_version": "apps/v1", "kind": "StatefulSet"},
+    {"api_version": "v1", "kind": "Service"},
+    {"api_version": "batch/v1", "kind": "Job"},
+    {"api_version": "v1", "kind": "ConfigMap",
+     "label_selector": f"{names.LABEL_COMPONENT} notin ({','.join(RECORD_COMPONENTS)})"},
+    # Last: the policies protect the pods until they are gone.
+    {"api_version": "networking.k8s.io/v1", "kind": "NetworkPolicy"},
+]  # fmt: skip
+# What only dify_purge_data removes.
+PURGE_KINDS = [
+    {"api_version": "v1", "kind": "PersistentVolumeClaim"},
+    {"api_version": "v1", "kind": "Secret"},
+    {"api_version": "v1", "kind": "ConfigMap"},
+]
+
+ReadFn = Callable[[list[dict[str, Any]]], dict[str, dict[str, list[dict[str, Any]]]]]
+
+
+def _first(found: dict[str, dict[str, list[dict[str, Any]]]], read_id: str) -> dict[str, Any] | None:
+    resources = (found.get(read_id) or {}).get("resources") or []
+    return resources[0] if resources else None
+
+
+def wanted_classes(s: Settings) -> dict[str, str]:
+    classes = {"dify_storage_class": s.storage_class}
+    if s.files_storage == "pvc":
+        classes["dify_files_storage_class"] = s.files_storage_class
+    return {var: name for var, name in classes.items() if name}
+
+
+def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
+    """Everything the entry point needs to know of the cluster, read once."""
+    ns = s.namespace
+
+    def read(read_id: str, kind: str, name: str | None = None, api_version: str = "v1", **extra: Any) -> dict:
+        out = {"id": read_id, "api_version": api_version, "kind": kind, "namespace": ns, **extra}
+        if name:
+            out["name"] = name
+        return out
+
+    if entry_point == "uninstall":
+        return []
+    found = [
+        read("credentials", "Secret", names.CREDENTIALS),
+        read("migration_record", "ConfigMap", names.MIGRATION_RECORD),
+        read("migration_job", "Job", names.MIGRATION_JOB, "batch/v1"),
+    ]
+    if entry_point in ("main", "manifests", "migrate_only"):
+        if credentials.provider_setup_enabled(s):
+            found += [
+                read("provider_keys", "Secret", names.PROVIDER_KEYS),
+                read("provider_record", "ConfigMap", names.PROVIDER_SETUP_RECORD),
+            ]
+        if s.postgres_enabled:
+            found.append(read("db_volume", "PersistentVolumeClaim", names.statefulset_claim("postgres")))
+        if wanted_classes(s) and s.cluster_scoped_access:
+            found.append({"id": "storage_classes", "api_version": "storage.k8s.io/v1", "kind": "StorageClass"})
+    if entry_point in ("status", "restore"):
+        found.append(read("backup_record", "ConfigMap", names.BACKUP_RECORD))
+    if entry_point == "status":
+        found += [
+            read("deployments", "Deployment", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR),
+            read("statefulsets", "StatefulSet", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR),
+            read("nginx_service", "Service", names.workload("nginx")),
+        ]
+    return found
+
+
+def images(s: Settings, release: catalog.Release) -> dict[str, str]:
+    """Every image, with the registry prefix of air-gapped sites."""
+    prefix = (s.image_registry.rstrip("/") + "/") if s.image_registry else ""
+    return {component: prefix + image for component, image in release.images.items()}
+
+
+def _phase_prune(components: list[str]) -> str:
+    return f"{names.LABEL_COMPONENT} in ({','.join(sorted(components))})"
+
+
+def prepare(
+    params: dict[str, Any],
+    entry_point: str,
+    read: ReadFn,
+    assets: dict[str, str] | None = None,
+    releases: dict[str, Any] | None = None,
+    new_secret: Callable[[], str] = credentials.random_hex,
+    new_admin_password: Callable[[], str] = credentials.random_admin_password,
+) -> dict[str, Any]:
+    """The model of the installation for one entry point (no secret leaves it but in ``secrets``
+    and ``rotation_secret``: the caller keeps the whole result out of the output)."""
+    if entry_point not in ENTRY_POINTS:
+        raise InputError(f"entry_point must be one of {', '.join(ENTRY_POINTS)}, got {entry_point!r}")
+    s = Settings(params)
+    if entry_point == "uninstall":
+        if not inputs.DNS_LABEL.match(s.namespace):
+            raise InputError(f"dify_namespace '{s.namespace}' is not a valid namespace name (lowercase DNS label).")
+        kinds = copy.deepcopy(UNINSTALL_KINDS) + (copy.deepcopy(PURGE_KINDS) if s.purge_data else [])
+        selector = f"{names.MANAGED_SELECTOR},{names.LABEL_NAME}={names.APP}"
+        return {"changed": False, "entry_point": entry_point, "uninstall": {"prune_kinds": kinds, "selector": selector}}
+    if entry_point == "restore":
+        check_restore_request(s)
+
+    inputs.validate(s)
+    found = read(reads(s, entry_point))
+
+    # What exists.
+    stored = credentials.decode(_first(found, "credentials"))
+    stored_provider = credentials.decode(_first(found, "provider_keys"))
+    record_cm = _first(found, "migration_record")
+    record = (record_cm or {}).get("data") if record_cm else None
+    migration_job = _first(found, "migration_job")
+    if "storage_classes" in found:
+        existing = sorted(o["metadata"]["name"] for o in found["storage_classes"]["resources"])
+        missing = [f"{var} '{name}' is not a StorageClass of this cluster; existing: {existing}."
+                   for var, name in wanted_classes(s).items() if name not in existing]  # fmt: skip
+        if missing:
+            raise InputError("Nothing was changed. " + " ".join(missing))
+
+    creds = credentials.decide(
+        s,
+        stored,
+        stored_provider,
+        db_volume_exists=_first(found, "db_volume") is not None,
+        entry_point=entry_point,
+        new_secret=new_secret,
+        new_admin_password=new_admin_password,
+    )
+    release = catalog.resolve(s, releases or {}, record)
+    image_of = images(s, release)
+    previous = (record or {}).get("image", "")
+    builder = Builder(s, image_of, creds, assets, previous_tag=previous.rsplit(":", 1)[-1] if previous else "")
+    model = build(builder)
+
+    # What the phases will do.
+    target = image_of["api"]
+    running_job = migration_job is not None and not _job_finished(migration_job)
+    migration = "run"
+    reason = f"image {target} has not been migrated yet" + (
+        f" (last migrated: {record.get('image')})" if record and record.get("image") else ""
+    )
+    if s.migration_force:
+        reason = "forced re-run (dify_migration_force)"
+    elif record and record.get("image") == target and not running_job:
+        migration = "skip"
+        reason = (
+            f"image {target} already migrated successfully by Job {record.get('job')} at {record.get('completed_at')}"
+        )
+    plan: dict[str, Any] = {
+        "migration": migration,
+        "migration_reason": reason,
+        "migration_record": record_view(record),
+        # Only an upgrade of existing data gets a backup (a first install has nothing to lose).
+        "backup": bool(s.backup_enabled and migration == "run" and previous),
+        "backup_from": previous.rsplit(":", 1)[-1] if previous else "",
+        "backup_to": s.image_tag,
+        "rotate_db_password": creds.rotate_db_password,
+        "provider_setup": False,
+        "notices": creds.notices + release.notices,
+    }
+    if builder.provider_setup:
+        fingerprint = creds.provider_fingerprint(s)
+        stored_record = (_first(found, "provider_record") or {}).get("data") or {}
+        plan["provider_setup"] = stored_record.get("fingerprint") != fingerprint
+        plan["provider_fingerprint"] = fingerprint
+
+    result: dict[str, Any] = {
+        "changed": False,
+        "entry_point": entry_point,
+        "release": {"version": release.version, "line": release.line, "images": image_of},
+        "plan": plan,
+        "names": _names(),
+        **model,
+    }
+    if creds.rotate_db_password:
+        result["rotation_secret"] = builder.rotation_secret()
+    if entry_point == "status":
+        result["status_reads"] = {key: found.get(key, {"resources": []}) for key in
+                                  ("deployments", "statefulsets", "migration_job", "migration_record",
+                                   "nginx_service", "backup_record")}  # fmt: skip
+        running = _running_api_image(found)
+        if running:
+            result["jobs"]["status_probe"]["spec"]["containers"][0]["image"] = running
+    if entry_point == "restore":
+        result["restore"] = restore_plan(s, _backups(_first(found, "backup_record")))
+    return result
+
+
+BACKUP_NAME = re.compile(r"^dify_[^_/]+_to_[^_/]+_[0-9]{8}T[0-9]{6}Z$")
+
+
+def check_restore_request(s: Settings) -> None:
+    if not BACKUP_NAME.match(s.restore_backup) or s.restore_confirm != s.namespace:
+        raise InputError(
+            "Nothing was changed. Set dify_restore_backup to a backup name as printed by the upgrade "
+            f"(dify_<from>_to_<to>_<time>, e.g. dify_1.11.4_to_1.11.5_20261125T101500Z; got '{s.restore_backup}') and "
+            f"dify_restore_confirm to the namespace ({s.namespace}) to confirm that its current data is replaced."
+        )
+
+
+def restore_plan(s: Settings, backups: dict[str, Any]) -> dict[str, Any]:
+    """The backup to restore and the version to run afterwards (the one it was taken from)."""
+    entry = backups.get(s.restore_backup)
+    version = s.restore_image_tag or (entry or {}).get("from", "")
+    if not version:
+        known = sorted(backups) or "none"
+        raise InputError(
+            f"Nothing was changed. dify_restore_backup {s.restore_backup} is not in the backup record (ConfigMap "
+            f"{names.BACKUP_RECORD}; recorded: {known}). If the dump exists, set dify_restore_image_tag to the "
+            "Dify version it was taken from."
+        )
+    return {"backup": s.restore_backup, "version": version, "record": entry}
+
+
+def _job_finished(job: dict[str, Any]) -> bool:
+    from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import job_outcome
+
+    return job_outcome(job) is not None or bool(job["metadata"].get("deletionTimestamp"))
+
+
+def _running_api_image(found: dict[str, Any]) -> str:
+    for obj in (found.get("deployments") or {}).get("resources") or []:
+        if obj["metadata"]["name"] == names.workload("api"):
+            return obj["spec"]["template"]["spec"]["containers"][0].get("image", "")
+    return ""
+
+
+def _backups(record_cm: dict[str, Any] | None) -> dict[str, Any]:
+    out = {}
+    for name, text in ((record_cm or {}).get("data") or {}).items():
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            continue
+    return out
+
+
+def _names() -> dict[str, str]:
+    """The names the task files use (from names.py, the one place they are given)."""
+    return {
+        "credentials": names.CREDENTIALS,
+        "provider_keys": names.PROVIDER_KEYS,
+        "migration_job": names.MIGRATION_JOB,
+        "migration_record": names.MIGRATION_RECORD,
+        "backup_job": names.BACKUP_JOB,
+        "backup_record": names.BACKUP_RECORD,
+        "backups_pvc": names.BACKUPS_PVC,
+        "restore_job": names.RESTORE_JOB,
+        "status_job": names.STATUS_JOB,
+        "rotation_job": names.ROTATION_JOB,
+        "rotation_secret": names.ROTATION_SECRET,
+        "provider_setup_job": names.PROVIDER_SETUP_JOB,
+        "provider_setup_record": names.PROVIDER_SETUP_RECORD,
+        "nginx_service": names.workload("nginx"),
+        "managed_selector": names.MANAGED_SELECTOR,
+        "field_manager": names.FIELD_MANAGER,
+    }
+
+
+def build(b: Builder) -> dict[str, Any]:
+    """The objects of every phase, what each phase prunes, and the pods of the Jobs."""
+    s = b.s
+    config_maps = b.config_maps()
+    config_data = {cm["metadata"]["name"]: cm["data"] for cm in config_maps}
+    deployments = b.deployments()
+    statefulsets = b.statefulsets()
+    components = [w.name for w in deployments] + [w.name for w in statefulsets] + list(network.JOB_COMPONENTS)
+
+    config = ([b.namespace_object()] if s.cluster_scoped_access else []) + config_maps + b.volume_claims()
+    if s.network_policies:
+        config += network.policies(s, components, lambda name, component: b.meta(name, component))
+    data = [b.service(w.name, w.service_ports) for w in statefulsets]
+    data += [b.statefulset(w, config_data) for w in statefulsets]
+    app = [b.service(w.name, w.service_ports) for w in deployments if w.service_ports]
+    app += [b.deployment(w, config_data) for w in deployments]
+    app += b.budgets(deployments) + b.autoscalers(deployments)
+    expose = [b.nginx_service()] + ([b.ingress()] if s.expose == "ingress" else [])
+
+    prune = {
+        # With dify_network_policies off, existing ones go. ConfigMaps a setting no longer asks for
+        # (the provider setup script, PostgreSQL's init script) go; records of the data never do.
+        "config": [
+            {"api_version": "networking.k8s.io/v1", "kind": "NetworkPolicy"},
+            {
+                "api_version": "v1",
+                "kind": "ConfigMap",
+                "label_selector": f"{names.LABEL_COMPONENT} notin ({','.join(RECORD_COMPONENTS)})",
+            },
+        ],
+        # A bundled data service switched to an external one: its StatefulSet and Service go (its
+        # volume stays).
+        "data": [
+            {"api_version": "apps/v1", "kind": "StatefulSet"},
+            {"api_version": "v1", "kind": "Service", "label_selector": _phase_prune(list(DATA_SERVICES))},
+        ],
+        # Budgets and autoscalers the settings no longer ask for go first: a leftover autoscaler
+        # would scale a Deployment back up right after it was applied, a leftover budget on a
+        # single pod would block node drains.
+        "app": [
+            {"api_version": "policy/v1", "kind": "PodDisruptionBudget"},
+            {"api_version": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"},
+            {"api_version": "apps/v1", "kind": "Deployment"},
+            {
+                "api_version": "v1",
+                "kind": "Service",
+                "label_selector": f"{names.LABEL_COMPONENT} notin ({','.join([*DATA_SERVICES, 'nginx'])})",
+            },
+        ],
+        "expose": [{"api_version": "networking.k8s.io/v1", "kind": "Ingress"}],
+    }
+    return {
+        "objects": {"config": config, "data": data, "app": app, "expose": expose},
+        "secrets": b.secrets(),
+        "prune": prune,
+        "jobs": b.jobs(),
+    }

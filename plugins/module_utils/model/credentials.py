@@ -1,0 +1,174 @@
+# Copyright: Dify CE Kubernetes maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Deciding every credential: a value given in a variable wins, else the one stored in the Secret
+dify-credentials, else a new random one (64 hex characters, as `openssl rand -hex 32`), created
+once and reused by every later run, upgrade and reinstall. Deciding changes nothing; what would
+break a running installation (another database password for existing data, another SECRET_KEY)
+is refused unless its rotation is asked for."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
+
+# Secret key <- variable. Keys that components must share are one key each: equal by construction.
+CREDENTIAL_VARIABLES = {
+    "SECRET_KEY": "secret_key",
+    "DB_PASSWORD": "db_password",
+    "REDIS_PASSWORD": "redis_password",
+    "PLUGIN_DAEMON_KEY": "plugin_daemon_key",
+    "INNER_API_KEY_FOR_PLUGIN": "plugin_inner_api_key",
+    "CODE_EXECUTION_API_KEY": "sandbox_api_key",
+    "WEAVIATE_API_KEY": "weaviate_api_key",
+}
+# Entry points that write the Secret; the others only read what is stored.
+WRITING_ENTRY_POINTS = ("main", "manifests", "migrate_only")
+
+
+def random_hex() -> str:
+    return secrets.token_hex(32)
+
+
+def random_admin_password() -> str:
+    # Dify wants letters and digits.
+    alphabet = string.ascii_letters + string.digits
+    return "Dify1-" + "".join(secrets.choice(alphabet) for _ in range(26))
+
+
+@dataclass
+class Credentials:
+    """The decided values (never printed) and what deciding them found."""
+
+    values: dict[str, str]
+    provider: dict[str, str] = field(default_factory=dict)
+    rotate_db_password: bool = False
+    # For the rotation Job: the password the database has now (still in the Secret).
+    notices: list[str] = field(default_factory=list)
+    db_has_data: bool = False
+
+    def secret_env(self, s: Settings, redis_host: str) -> dict[str, str]:
+        """The content of the Secret dify-credentials."""
+        v = self.values
+        scheme = "rediss" if s.redis_use_ssl else "redis"
+        password = urllib.parse.quote(v["REDIS_PASSWORD"], safe="")
+        env = {
+            "SECRET_KEY": v["SECRET_KEY"],
+            "DB_PASSWORD": v["DB_PASSWORD"],
+            "REDIS_PASSWORD": v["REDIS_PASSWORD"],
+            "CELERY_BROKER_URL": f"{scheme}://:{password}@{redis_host}:{s.redis_port}/1",
+            "PLUGIN_DAEMON_KEY": v["PLUGIN_DAEMON_KEY"],
+            "INNER_API_KEY_FOR_PLUGIN": v["INNER_API_KEY_FOR_PLUGIN"],
+            "PLUGIN_DIFY_INNER_API_KEY": v["INNER_API_KEY_FOR_PLUGIN"],
+            "CODE_EXECUTION_API_KEY": v["CODE_EXECUTION_API_KEY"],
+            "WEAVIATE_API_KEY": v["WEAVIATE_API_KEY"],
+        }
+        if s.files_storage == "s3":
+            env.update(S3_ACCESS_KEY=s.s3_access_key, S3_SECRET_KEY=s.s3_secret_key)
+        return env
+
+    def provider_fingerprint(self, s: Settings) -> str:
+        """Shows whether what the provider setup stores changed, not what (SECRET_KEY keys it)."""
+        text = "\n".join(
+            [self.values["SECRET_KEY"], s.admin_email, self.provider.get("ADMIN_PASSWORD", ""),
+             self.provider.get("OPENAI_API_KEY", "")]
+        )  # fmt: skip
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def provider_setup_enabled(s: Settings) -> bool:
+    """The OpenAI key is stored in Dify when an admin account to sign in with is named."""
+    return bool(s.openai_api_key) and bool(s.admin_email)
+
+
+def decide(
+    s: Settings,
+    stored: dict[str, str] | None,
+    stored_provider: dict[str, str] | None,
+    db_volume_exists: bool,
+    entry_point: str = "main",
+    new_secret: Callable[[], str] = random_hex,
+    new_admin_password: Callable[[], str] = random_admin_password,
+) -> Credentials:
+    """Every credential, from the variables and the Secrets read before (decoded)."""
+    stored = stored or {}
+    stored_provider = stored_provider or {}
+    writing = entry_point in WRITING_ENTRY_POINTS
+    values: dict[str, str] = {}
+    for key, var in CREDENTIAL_VARIABLES.items():
+        given = s.get(var) or ""
+        if not writing:
+            values[key] = stored.get(key, "")
+        else:
+            values[key] = given or stored.get(key) or new_secret()
+    creds = Credentials(values, db_has_data=s.postgres_enabled and db_volume_exists)
+    if not writing:
+        return creds
+
+    claim = names.statefulset_claim("postgres")
+    if creds.db_has_data and "DB_PASSWORD" not in stored:
+        raise InputError(
+            f"The database volume {claim} exists but Secret {names.CREDENTIALS} does not: a new random "
+            "password would not match the data. Set dify_db_password to the password the database was "
+            "initialised with. Nothing was changed."
+        )
+    db_changes = creds.db_has_data and bool(s.db_password) and s.db_password != stored.get("DB_PASSWORD")
+    if db_changes and not s.rotate_db_password:
+        raise InputError(
+            f"dify_db_password differs from the password in Secret {names.CREDENTIALS}, which the existing "
+            f"database (volume {claim}) was initialised with. PostgreSQL keeps that password: applying another "
+            "one would lock api and plugin daemon out (28P01). Nothing was changed. Either remove "
+            "dify_db_password to keep the current password, or also set dify_rotate_db_password=true to change "
+            "it in the database first (then in the Secret, then restart the pods that use it)."
+        )
+    if db_changes and entry_point != "main":
+        # Only site.yml runs the rotation Job; anything else keeps what the database has.
+        values["DB_PASSWORD"] = stored["DB_PASSWORD"]
+        creds.notices.append(
+            "dify_rotate_db_password: only site.yml changes the database password (ALTER USER first, then the "
+            "Secret); these objects keep the current password."
+        )
+    else:
+        creds.rotate_db_password = db_changes
+    redis_changes = bool(s.redis_password) and s.redis_password != stored.get("REDIS_PASSWORD", s.redis_password)
+    if redis_changes and not s.rotate_redis_password:
+        raise InputError(
+            f"dify_redis_password differs from the password in Secret {names.CREDENTIALS}. Nothing was changed. "
+            "Remove dify_redis_password to keep the current one, or also set dify_rotate_redis_password=true: "
+            "Redis and every Dify pod then restart with the new password (a short interruption)."
+        )
+    if s.secret_key and "SECRET_KEY" in stored and s.secret_key != stored["SECRET_KEY"]:
+        if not s.rotate_secret_key:
+            raise InputError(
+                f"dify_secret_key differs from the SECRET_KEY in Secret {names.CREDENTIALS}. Changing it signs "
+                "every user out and makes data encrypted with it unreadable. Remove dify_secret_key to keep the "
+                "current key, or also set dify_rotate_secret_key=true to change it on purpose."
+            )
+        creds.notices.append(
+            "dify_rotate_secret_key: SECRET_KEY changes now. Every user session ends (everyone signs in again)."
+        )
+
+    if provider_setup_enabled(s):
+        creds.provider = {
+            "OPENAI_API_KEY": s.openai_api_key,
+            "ADMIN_PASSWORD": s.admin_password or stored_provider.get("ADMIN_PASSWORD") or new_admin_password(),
+        }
+    elif s.openai_api_key:
+        creds.provider = {"OPENAI_API_KEY": s.openai_api_key}
+    return creds
+
+
+def decode(secret: dict[str, Any] | None) -> dict[str, str] | None:
+    """The data of a Secret as read from the API (base64), decoded; None when it does not exist."""
+    import base64
+
+    if secret is None:
+        return None
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}

@@ -1,0 +1,70 @@
+# Copyright: Dify CE Kubernetes maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the day-2 Jobs run. Each prints one line the role reads back (BACKUP, RESTORED, ...)."""
+
+from __future__ import annotations
+
+# pg_dump of Dify's and the plugin daemon's databases (custom format: compressed, restorable table
+# by table) to the volume dify-backups, named after the old and the new version. Keeps the newest
+# $KEEP backups and says which it removed (the backup record forgets them).
+BACKUP = """\
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+base="/backups/dify_${FROM_TAG}_to_${TO_TAG}_${stamp}"
+pg_dump -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" -Fc -f "$base.dify.dump"
+pg_dump -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_PLUGIN_DATABASE" -Fc -f "$base.dify_plugin.dump"
+# Keep the newest $KEEP backups.
+ls -1t /backups/dify_*.dify.dump | tail -n "+$((KEEP + 1))" | while read -r old; do
+  rm -f "$old" "${old%.dify.dump}.dify_plugin.dump"
+  echo "REMOVED $(basename "${old%.dify.dump}")"
+done
+echo "BACKUP $(basename "$base")"
+ls -1t /backups
+"""
+
+# Both databases back from a backup; --clean --if-exists drops what the dump recreates.
+RESTORE = """\
+base="/backups/$BACKUP"
+for db in dify dify_plugin; do
+  if [ ! -f "$base.$db.dump" ]; then
+    echo "no backup $BACKUP.$db.dump; available:"; ls -1t /backups; exit 2
+  fi
+done
+pg_restore -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" --clean --if-exists --no-owner \\
+  "$base.dify.dump"
+pg_restore -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_PLUGIN_DATABASE" --clean --if-exists --no-owner \\
+  "$base.dify_plugin.dump"
+echo "RESTORED $BACKUP"
+"""
+
+# ALTER USER with the old password (PGPASSWORD, still in the Secret); psql variables (:"user",
+# :'new') quote the values, and the new password is never on a command line.
+ROTATE_DB_PASSWORD = """\
+echo "ALTER USER :\\"user\\" PASSWORD :'new';" |
+  psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" -v ON_ERROR_STOP=1 \\
+    -v user="$DB_USERNAME" -v new="$NEW_PASSWORD"
+echo "password of $DB_USERNAME changed"
+"""
+
+# The status probe, from a pod like the api's: tables, the Alembic revision, the plugin daemon.
+STATUS_PROBE = """\
+import json, os, urllib.request
+import psycopg2
+out = {}
+try:
+    db = psycopg2.connect(host=os.environ["DB_HOST"], port=os.environ["DB_PORT"], user=os.environ["DB_USERNAME"],
+                          password=os.environ["DB_PASSWORD"], dbname=os.environ["DB_DATABASE"], connect_timeout=10)
+    cur = db.cursor()
+    cur.execute("select count(*) from pg_tables where schemaname = 'public'")
+    out["tables"] = cur.fetchone()[0]
+    cur.execute("select version_num from alembic_version")
+    row = cur.fetchone()
+    out["alembic_revision"] = row[0] if row else None
+except Exception as exc:
+    out["database_error"] = str(exc).strip().splitlines()[0]
+try:
+    with urllib.request.urlopen(os.environ["PLUGIN_DAEMON_URL"] + "/health/check", timeout=10) as resp:
+        out["plugin_daemon"] = {"status": resp.status, "body": resp.read(200).decode(errors="replace")}
+except Exception as exc:
+    out["plugin_daemon"] = {"error": str(exc)}
+print("DIFY_STATUS " + json.dumps(out))
+"""

@@ -1,0 +1,142 @@
+"""Inventories and cluster states the model is pinned for (golden files), shared by the tests."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from typing import Any
+
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import build
+
+ASSETS = {"configure_providers.py": "# the provider setup script (tests: a stand-in)\n"}
+LOCAL = {"dify_storage_class": "kwok-volume", "dify_files_storage_class": "kwok-files"}
+
+CASES: dict[str, dict[str, Any]] = {
+    # A first install with the defaults (and the local cluster's storage classes).
+    "default": {"inventory": {}, "existing": {}},
+    # High availability, autoscaling, an Ingress with TLS and a public URL.
+    "ha": {
+        "inventory": {
+            "dify_ha": True,
+            "dify_autoscaling": True,
+            "dify_expose": "ingress",
+            "dify_ingress_host": "dify.example.com",
+            "dify_ingress_class": "nginx",
+            "dify_ingress_tls_secret": "dify-tls",
+            "dify_ingress_annotations": {"a.example/b": "c"},
+            "dify_public_url": "https://dify.example.com/",
+            "dify_network_policy_ingress_cidrs": ["10.1.0.0/16"],
+        },
+        "existing": {},
+    },
+    # External PostgreSQL, Redis (TLS), Weaviate, S3 files, a private registry, a namespaced-only
+    # ServiceAccount, the provider setup, node placement and extra settings.
+    "external": {
+        "inventory": {
+            "dify_postgres_enabled": False,
+            "dify_db_host": "10.20.0.5",
+            "dify_db_port": 5433,
+            "dify_db_password": "db-password-given",
+            "dify_redis_enabled": False,
+            "dify_redis_host": "redis.example.com",
+            "dify_redis_use_ssl": True,
+            "dify_weaviate_enabled": False,
+            "dify_weaviate_endpoint": "http://weaviate.example.com:8080",
+            "dify_weaviate_grpc_endpoint": "grpc://weaviate.example.com:50051",
+            "dify_files_storage": "s3",
+            "dify_s3_endpoint": "https://objects.example.com",
+            "dify_s3_bucket": "dify",
+            "dify_s3_access_key": "AKIA0000",
+            "dify_s3_secret_key": "s3-secret-given",
+            "dify_extra_env": {"LOG_LEVEL": "DEBUG"},
+            "dify_node_selector": {"pool": "ai"},
+            "dify_tolerations": [{"key": "ai", "operator": "Exists", "effect": "NoSchedule"}],
+            "dify_image_registry": "registry.example.com/mirror/",
+            "dify_image_pull_secrets": ["regcred"],
+            "dify_openai_api_key": "sk-openai-given",
+            "dify_admin_email": "ops@example.com",
+            "dify_cluster_scoped_access": False,
+            "dify_network_policy_extra_egress": [{"cidr": "10.20.0.5/32", "ports": [5433]}],
+            "dify_service_annotations": {"x.example/y": "z"},
+            "dify_loadbalancer_pool": "pool-a",
+            "dify_loadbalancer_ip": "192.168.1.10",
+            "dify_resources": {"api": {"limits": {"memory": "4Gi"}}, "migration": {"limits": {"memory": "3Gi"}}},
+        },
+        "existing": {},
+    },
+    # An upgrade of an installation of 1.11.4: stored credentials, the database volume, the record.
+    "upgrade": {
+        "inventory": {"dify_image_tag": "1.11.5"},
+        "existing": {
+            "credentials": {
+                "SECRET_KEY": "stored-secret-key",
+                "DB_PASSWORD": "stored-db-password",
+                "REDIS_PASSWORD": "stored-redis-password",
+                "PLUGIN_DAEMON_KEY": "stored-daemon-key",
+                "INNER_API_KEY_FOR_PLUGIN": "stored-inner-key",
+                "CODE_EXECUTION_API_KEY": "stored-sandbox-key",
+                "WEAVIATE_API_KEY": "stored-weaviate-key",
+            },
+            "db_volume": True,
+            "migration_record": {
+                "image": "langgenius/dify-api:1.11.4",
+                "job": "dify-db-migration",
+                "job_uid": "u-1",
+                "completed_at": "2026-11-25T10:00:12Z",
+                "applied_revisions": "[]",
+            },
+        },
+    },
+}
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"kind": "Secret", "metadata": {"name": name},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}  # fmt: skip
+
+
+def reader(existing: dict[str, Any], classes: tuple[str, ...] = ("kwok-volume", "kwok-files")) -> Any:
+    """What the cluster answers to the prepare step's reads, and the reads it was asked."""
+    asked: list[dict[str, Any]] = []
+
+    def read(reads: list[dict[str, Any]]) -> dict[str, Any]:
+        asked.extend(reads)
+        found: dict[str, Any] = {}
+        for r in reads:
+            obj: Any = existing.get(r["id"])
+            if r["id"] == "storage_classes":
+                found[r["id"]] = {"resources": [{"metadata": {"name": c}} for c in classes]}
+                continue
+            if r["id"] in ("credentials", "provider_keys") and obj is not None:
+                obj = secret(r["name"], obj)
+            elif r["id"] in ("migration_record", "provider_record", "backup_record") and obj is not None:
+                obj = {"kind": "ConfigMap", "metadata": {"name": r["name"]}, "data": obj}
+            elif obj is True:
+                obj = {"kind": r["kind"], "metadata": {"name": r["name"]}}
+            found[r["id"]] = {"resources": [obj] if isinstance(obj, dict) else list(obj or [])}
+        return found
+
+    read.asked = asked  # type: ignore[attr-defined]
+    return read
+
+
+def counter() -> Any:
+    """Generated secrets that differ from each other and are the same every test run."""
+    numbers = itertools.count(1)
+    return lambda: f"generated-{next(numbers):04d}-" + "0" * 48
+
+
+def prepare(case: str, entry_point: str = "main", existing: dict[str, Any] | None = None, **more: Any) -> dict:
+    """The model of a case, with more variables or more of the cluster's state."""
+    from role_settings import params
+
+    spec = CASES[case]
+    inventory = {**LOCAL, **spec["inventory"], **more}
+    return build.prepare(
+        params(entry_point, **inventory),
+        entry_point,
+        reader({**spec["existing"], **(existing or {})}),
+        assets=ASSETS,
+        new_secret=counter(),
+        new_admin_password=lambda: "Dify1-generated-admin-password",
+    )

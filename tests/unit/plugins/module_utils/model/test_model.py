@@ -1,0 +1,313 @@
+"""The model of an installation: one api pod, credentials decided once, the plan of the phases,
+and checks that name the variable. No cluster; the whole file runs in well under a second."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from cases import prepare, reader
+from role_settings import params
+
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobSpec, build_job
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import CONTAINER_NAME, DEFAULT_COMMAND
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import build
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
+
+
+def objects(model: dict, phase: str | None = None) -> dict[tuple[str, str], dict]:
+    phases = [phase] if phase else list(model["objects"])
+    found = {(o["kind"], o["metadata"]["name"]): o for p in phases for o in model["objects"][p]}
+    found.update({(o["kind"], o["metadata"]["name"]): o for o in model["secrets"]})
+    return found
+
+
+def pod(model: dict, name: str) -> dict:
+    return objects(model)[("Deployment", name)]["spec"]["template"]
+
+
+# --------------------------------------------------------------------------- one api pod
+
+
+def migration_job(model: dict) -> dict:
+    """The Job dify_migrate makes of the model's migration pod (with its own command)."""
+    template = copy.deepcopy(model["jobs"]["migration"])
+    template["spec"]["containers"][0]["command"] = list(DEFAULT_COMMAND)
+    return build_job(JobSpec(namespace="dify", template=template))
+
+
+@pytest.mark.parametrize("case", ["default", "external", "ha"])
+def test_the_migration_job_runs_exactly_the_api_pod(case):
+    model = prepare(case)
+    job_pod = migration_job(model)["spec"]["template"]["spec"]
+    api_pod = copy.deepcopy(pod(model, "dify-api")["spec"])
+    # What only a server has: ports, probes, MODE (the Job sets its command), spreading replicas.
+    container = api_pod["containers"][0]
+    for key in ("ports", "readinessProbe", "livenessProbe", "startupProbe"):
+        container.pop(key)
+    container["env"] = [e for e in container["env"] if e["name"] != "MODE"]
+    if not container["env"]:
+        container.pop("env")
+    api_pod.pop("topologySpreadConstraints")
+    # What only the Job has.
+    job_container = job_pod["containers"][0]
+    assert job_container.pop("command") == DEFAULT_COMMAND
+    assert job_pod.pop("restartPolicy") == "Never"
+    if case == "external":  # dify_resources.migration is set there
+        assert job_container.pop("resources") == {"limits": {"cpu": "2", "memory": "3Gi"},
+                                                  "requests": {"cpu": "250m", "memory": "1Gi"}}  # fmt: skip
+        container.pop("resources")
+    assert job_pod == api_pod
+
+
+def test_the_job_pods_of_the_api_image_start_from_the_api_pod():
+    model = prepare("external")
+    api = model["jobs"]["migration"]["spec"]
+    for job in ("status_probe", "provider_setup"):
+        spec = model["jobs"][job]["spec"]
+        for key in ("automountServiceAccountToken", "enableServiceLinks", "securityContext", "imagePullSecrets",
+                    "nodeSelector", "tolerations"):  # fmt: skip
+            assert spec[key] == api[key], (job, key)
+        container, base = spec["containers"][0], api["containers"][0]
+        assert container["image"] == base["image"] and container["securityContext"] == base["securityContext"]
+        assert container["envFrom"] == base["envFrom"]
+    setup = model["jobs"]["provider_setup"]["spec"]["containers"][0]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in setup["env"] if "valueFrom" in e}
+    assert refs == {"OPENAI_API_KEY": {"name": "dify-provider-keys", "key": "OPENAI_API_KEY"},
+                    "DIFY_ADMIN_PASSWORD": {"name": "dify-provider-keys", "key": "ADMIN_PASSWORD"}}  # fmt: skip
+
+
+def test_job_pods_never_match_the_api_service():
+    model = prepare("default")
+    service = objects(model)[("Service", "dify-api")]["spec"]["selector"]
+    job = migration_job(model)["spec"]["template"]["metadata"]["labels"]
+    assert job[names.LABEL_COMPONENT] == names.MIGRATION
+    assert not all(job.get(k) == v for k, v in service.items())
+    assert job[names.LABEL_PART_OF] == "dify"
+
+
+def test_the_migration_job_keeps_the_default_container_name_only_without_a_template():
+    assert migration_job(prepare("default"))["spec"]["template"]["spec"]["containers"][0]["name"] == "api"
+    assert CONTAINER_NAME == "migrate"
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def test_generated_credentials_are_64_hex_like_openssl_and_stored_ones_are_kept():
+    first = prepare("default")
+    secret = objects(first)[("Secret", "dify-credentials")]["data"]
+    upgrade = prepare("upgrade")
+    stored = objects(upgrade)[("Secret", "dify-credentials")]["data"]
+    import base64
+
+    decoded = {k: base64.b64decode(v).decode() for k, v in stored.items()}
+    assert decoded["SECRET_KEY"] == "stored-secret-key" and decoded["DB_PASSWORD"] == "stored-db-password"
+    assert decoded["PLUGIN_DIFY_INNER_API_KEY"] == decoded["INNER_API_KEY_FOR_PLUGIN"] == "stored-inner-key"
+    assert decoded["CELERY_BROKER_URL"] == "redis://:stored-redis-password@dify-redis:6379/1"
+    assert len({base64.b64decode(secret[k]) for k in ("SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD")}) == 3
+
+
+def test_a_different_database_password_for_existing_data_is_refused_naming_the_variable():
+    with pytest.raises(InputError, match=r"dify_db_password differs .* dify_rotate_db_password"):
+        prepare("upgrade", dify_db_password="another-one")
+    model = prepare("upgrade", dify_db_password="another-one", dify_rotate_db_password=True)
+    assert model["plan"]["rotate_db_password"] is True
+    assert model["rotation_secret"]["metadata"]["name"] == names.ROTATION_SECRET
+
+
+def test_manifests_never_plan_a_rotation_and_keep_the_password_the_database_has():
+    model = prepare("upgrade", entry_point="manifests", dify_db_password="another-one", dify_rotate_db_password=True)
+    assert model["plan"]["rotate_db_password"] is False and "rotation_secret" not in model
+    import base64
+
+    data = objects(model)[("Secret", "dify-credentials")]["data"]
+    assert base64.b64decode(data["DB_PASSWORD"]).decode() == "stored-db-password"
+    assert any("only site.yml" in n for n in model["plan"]["notices"])
+
+
+def test_a_database_volume_without_stored_credentials_is_refused():
+    spec = params(**{"dify_storage_class": "kwok-volume", "dify_files_storage_class": "kwok-files"})
+    with pytest.raises(InputError, match="exists but Secret dify-credentials does not"):
+        build.prepare(spec, "main", reader({"db_volume": True}))
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"dify_redis_password": "x"}, "dify_rotate_redis_password"),
+        ({"dify_secret_key": "f" * 64}, "dify_rotate_secret_key"),
+    ],
+)
+def test_redis_password_and_secret_key_changes_need_their_flag(change, words):
+    with pytest.raises(InputError, match=words):
+        prepare("upgrade", **change)
+    flag = "dify_rotate_redis_password" if "dify_redis_password" in change else "dify_rotate_secret_key"
+    prepare("upgrade", **change, **{flag: True})
+
+
+def test_read_only_entry_points_generate_nothing():
+    model = prepare("default", entry_point="status")
+    import base64
+
+    data = objects(model)[("Secret", "dify-credentials")]["data"]
+    assert base64.b64decode(data["SECRET_KEY"]).decode() == ""
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def test_an_image_that_already_migrated_plans_no_migration_unless_forced():
+    model = prepare("upgrade", dify_image_tag="1.11.4")
+    assert model["plan"]["migration"] == "skip" and model["plan"]["backup"] is False
+    forced = prepare("upgrade", dify_image_tag="1.11.4", dify_migration_force=True)
+    assert forced["plan"]["migration"] == "run" and forced["plan"]["backup"] is True
+
+
+def test_an_upgrade_backs_up_first_and_a_first_install_does_not():
+    assert prepare("upgrade")["plan"]["backup"] is True
+    assert prepare("default")["plan"]["backup"] is False
+    backup = prepare("upgrade")["jobs"]["backup"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in backup["env"]}
+    assert env["FROM_TAG"] == "1.11.4" and env["TO_TAG"] == "1.11.5" and env["PGPASSWORD"] is None
+
+
+def test_a_running_migration_job_is_never_skipped():
+    spec = params(dify_storage_class="kwok-volume", dify_files_storage_class="kwok-files")
+    record = {"image": "langgenius/dify-api:1.11.4", "job": "dify-db-migration", "completed_at": "t"}
+    running = {"kind": "Job", "metadata": {"name": "dify-db-migration"}, "status": {}}
+    found = reader({"migration_record": record, "migration_job": running, "credentials": {"SECRET_KEY": "k"}})
+    assert build.prepare(spec, "main", found)["plan"]["migration"] == "run"
+
+
+def test_the_provider_setup_runs_when_what_it_stores_changed():
+    model = prepare("external")
+    assert model["plan"]["provider_setup"] is True
+    fingerprint = model["plan"]["provider_fingerprint"]
+    again = prepare("external", existing={"provider_record": {"fingerprint": fingerprint}})
+    assert again["plan"]["provider_setup"] is False
+    other_key = prepare("external", existing={"provider_record": {"fingerprint": fingerprint}},
+                        dify_openai_api_key="sk-openai-new")  # fmt: skip
+    assert other_key["plan"]["provider_setup"] is True
+
+
+def test_the_prepare_step_reads_the_cluster_once():
+    spec = params(dify_storage_class="kwok-volume", dify_files_storage_class="kwok-files")
+    calls = []
+
+    def read(reads):
+        calls.append(reads)
+        return reader({})(reads)
+
+    build.prepare(spec, "main", read)
+    assert len(calls) == 1
+    assert {r["id"] for r in calls[0]} == {"credentials", "migration_record", "migration_job", "db_volume",
+                                           "storage_classes"}  # fmt: skip
+
+
+def test_uninstall_reads_nothing_and_keeps_data_unless_purged():
+    spec = params("uninstall", dify_namespace="dify")
+    model = build.prepare(spec, "uninstall", lambda reads: pytest.fail("uninstall must not read"))
+    kinds = [k["kind"] for k in model["uninstall"]["prune_kinds"]]
+    assert "PersistentVolumeClaim" not in kinds and "Secret" not in kinds and kinds[-1] == "NetworkPolicy"
+    configmaps = next(k for k in model["uninstall"]["prune_kinds"] if k["kind"] == "ConfigMap")
+    assert "db-migration" in configmaps["label_selector"] and "notin" in configmaps["label_selector"]
+    purged = build.prepare(params("uninstall", dify_purge_data=True), "uninstall", lambda reads: {})
+    assert {"PersistentVolumeClaim", "Secret"} <= {k["kind"] for k in purged["uninstall"]["prune_kinds"]}
+
+
+def test_restore_needs_a_recorded_backup_and_the_namespace_to_confirm():
+    name = "dify_1.11.4_to_1.11.5_20261125T101500Z"
+    with pytest.raises(InputError, match="dify_restore_confirm"):
+        prepare("default", entry_point="restore", dify_restore_backup=name)
+    with pytest.raises(InputError, match=r"not in the backup record .* dify_restore_image_tag"):
+        prepare("default", entry_point="restore", dify_restore_backup=name, dify_restore_confirm="dify")
+    override = prepare("default", entry_point="restore", dify_restore_backup=name, dify_restore_confirm="dify",
+                       dify_restore_image_tag="1.11.4")  # fmt: skip
+    assert override["restore"]["version"] == "1.11.4"
+
+
+# --------------------------------------------------------------------------- what reaches the objects
+
+
+def test_removing_a_setting_removes_it_from_the_rendered_objects():
+    """The rendering has no trace of a setting once it is gone (the applier's hash then differs)."""
+    with_settings = prepare(
+        "default", dify_extra_env={"FOO": "1"}, dify_service_annotations={"a.example/b": "c"},
+        dify_node_selector={"pool": "ai"}, dify_tolerations=[{"key": "ai", "operator": "Exists"}],
+        dify_resources={"api": {"limits": {"memory": "3Gi"}}},
+    )  # fmt: skip
+    without = prepare("default")
+    assert "FOO" in objects(with_settings)[("ConfigMap", "dify-shared-env")]["data"]
+    assert "FOO" not in objects(without)[("ConfigMap", "dify-shared-env")]["data"]
+    assert "annotations" not in objects(without)[("Service", "dify-nginx")]["metadata"]
+    assert (
+        "nodeSelector" not in pod(without, "dify-api")["spec"] and "tolerations" not in pod(without, "dify-api")["spec"]
+    )
+    assert pod(without, "dify-api")["spec"]["containers"][0]["resources"]["limits"]["memory"] == "2Gi"
+
+
+def test_a_pod_restarts_exactly_when_the_configuration_it_reads_changes():
+    base, debug = prepare("default"), prepare("default", dify_extra_env={"LOG_LEVEL": "DEBUG"})
+
+    def hash_of(model, name):
+        return pod(model, name)["metadata"]["annotations"][names.CONFIG_HASH]
+
+    assert hash_of(base, "dify-api") != hash_of(debug, "dify-api")  # reads dify-shared-env
+    assert hash_of(base, "dify-nginx") == hash_of(debug, "dify-nginx")  # does not
+    assert hash_of(base, "dify-sandbox") == hash_of(debug, "dify-sandbox")
+    nginx = prepare("default", dify_ssrf_proxy_denied_cidrs=["169.254.0.0/16", "100.100.100.200/32"])
+    assert hash_of(base, "dify-ssrf-proxy") != hash_of(nginx, "dify-ssrf-proxy")
+
+
+def test_every_object_of_a_phase_has_our_labels():
+    for obj in objects(prepare("ha")).values():
+        labels = obj["metadata"].get("labels") or {}
+        assert labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY, obj["metadata"]["name"]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+BAD = [
+    ({"dify_image_tag": "latest"}, "dify_image_tag"),
+    ({"dify_api_replicas": -1}, "dify_api_replicas=-1"),
+    ({"dify_files_access_mode": "ReadWriteOnce", "dify_api_replicas": 2}, "dify_files_access_mode"),
+    ({"dify_files_storage": "s3"}, "dify_s3_bucket"),
+    ({"dify_postgres_enabled": False}, "dify_db_host"),
+    ({"dify_expose": "ingress"}, "dify_ingress_host"),
+    ({"dify_loadbalancer_ip": "300.1.1.1"}, "dify_loadbalancer_ip"),
+    ({"dify_public_url": "ftp://x"}, "dify_public_url"),
+    ({"dify_ssrf_proxy_denied_cidrs": ["x"]}, "dify_ssrf_proxy_denied_cidrs"),
+    ({"dify_resources": {"apii": {}}}, "dify_resources has unknown components"),
+    ({"dify_postgres_storage_size": "twenty gigs"}, "dify_postgres_storage_size=twenty gigs"),
+    ({"dify_network_policy_internet_egress": ["sandbox"]}, "dify_network_policy_internet_egress"),
+    ({"dify_admin_password": "password"}, "dify_admin_password is too weak"),
+    ({"dify_extra_env": {"SECRET_KEY": "x"}}, "dify_extra_env must not set ['SECRET_KEY']"),
+    ({"dify_node_selector": {"zone": 1}}, "dify_node_selector"),
+    ({"dify_storage_class": "no-such"}, "dify_storage_class 'no-such' is not a StorageClass"),
+]
+
+
+@pytest.mark.parametrize(("change", "words"), BAD, ids=[w.split()[0] for _c, w in BAD])
+def test_bad_input_is_refused_before_the_cluster_is_read_naming_the_variable(change, words):
+    asked = []
+
+    def read(reads):
+        asked.append(reads)
+        return reader({})(reads)
+
+    with pytest.raises(InputError) as failure:
+        build.prepare(params(**{"dify_files_storage_class": "kwok-files", **change}), "main", read)
+    assert words in str(failure.value) and "Nothing was changed" in str(failure.value)
+    if "StorageClass" not in words:
+        assert asked == [], "inputs are checked before the first read"
+
+
+def test_settings_read_the_variables_without_their_prefix():
+    s = Settings({"dify_namespace": "x"})
+    assert s.namespace == "x" and s.get("missing", 1) == 1
+    with pytest.raises(AttributeError, match="dify_missing"):
+        _ = s.missing
