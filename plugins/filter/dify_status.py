@@ -45,7 +45,7 @@ options:
 EXAMPLES = r"""
 - name: Assess
   ansible.builtin.set_fact:
-    dify_status: "{{ _dify.status_reads | dify_ce.kubernetes.dify_status(probe=_dify_probe) }}"
+    dify_status: "{{ _dify_model.status_reads | dify_ce.kubernetes.dify_status(probe=_dify_probe) }}"
 """
 
 RETURN = r"""

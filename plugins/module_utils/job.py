@@ -424,6 +424,10 @@ class JobRunner:
     MAX_RACE_RETRIES = 5
     what = "Job"
 
+    @property
+    def job_words(self) -> str:
+        return "Job" if self.what == "Job" else f"{self.what} Job"
+
     def __init__(
         self,
         api: JobApi,
@@ -446,10 +450,10 @@ class JobRunner:
         if job_outcome(job) is None and not job["metadata"].get("deletionTimestamp"):
             if image == self.spec.image:
                 return Decision(
-                    "attach", f"{self.what} Job {self.spec.job_name} for {image} is already running; following it"
+                    "attach", f"{self.job_words} {self.spec.job_name} for {image} is already running; following it"
                 )
             raise JobFailed(
-                f"{self.what} Job {self.spec.namespace}/{self.spec.job_name} is still running for image {image}; "
+                f"{self.job_words} {self.spec.namespace}/{self.spec.job_name} is still running for image {image}; "
                 f"refusing to start a second one for {self.spec.image}. Wait for it to finish "
                 "(or delete that Job if it is stuck), then run again.",
                 job_name=self.spec.job_name,
@@ -493,7 +497,7 @@ class JobRunner:
             if job is not None:
                 return self._follow_and_finish(job, decision)
         raise JobFailed(
-            f"could not start {self.what} Job {self.spec.namespace}/{self.spec.job_name}: "
+            f"could not start {self.job_words} {self.spec.namespace}/{self.spec.job_name}: "
             "it kept changing underneath (another play running it at the same time?)",
             job_name=self.spec.job_name,
             image=self.spec.image,
@@ -580,7 +584,7 @@ class JobRunner:
                         self._fail(
                             obj,
                             self._latest_pod(pods) or self._refresh_pod(obj),
-                            f"the {self.what} Job was deleted while it was running",
+                            f"the {self.job_words} was deleted while it was running",
                             started,
                             "JobDeleted",
                         )

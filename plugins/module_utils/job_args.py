@@ -67,10 +67,11 @@ def input_problems(params: dict[str, Any], name_option: str) -> list[str]:
     name = params[name_option]
     if not DNS_LABEL.match(name) or len(name) > 63:
         problems.append(f"{name_option} {name!r} must be a DNS label of at most 63 characters")
-    if params.get("pod_template") is not None:
-        problems += template_problems(params["pod_template"])
-    if not problems:
-        image = params["image"] or (params.get("pod_template") or {})["spec"]["containers"][0].get("image", "")
+    template = params.get("pod_template")
+    found = template_problems(template) if template is not None else []
+    problems += found
+    if not found:
+        image = params["image"] or (template["spec"]["containers"][0].get("image", "") if template else "")
         why = image_problem(image, params["allow_latest"])
         if why:
             problems.append(f"image {image!r} {why}")

@@ -394,6 +394,7 @@ def wait_until(
 ) -> tuple[bool, dict[str, dict[str, Any]]]:
     """List, then watch, until ``done(objects by name)``; (whether it became true, the objects)."""
     deadline = monotonic() + timeout
+    failures = 0
     while True:
         current, version = kube.list(api_version, kind, namespace, **selectors)
         if done(current):
@@ -419,3 +420,10 @@ def wait_until(
                         return False, current
         except Expired:
             continue  # list again
+        except ApiError:
+            raise  # Forbidden, not found: the caller says what it waited for
+        except Exception:  # a dropped connection: list again, a few times
+            failures += 1
+            if failures > MAX_RECONNECTS or monotonic() >= deadline:
+                raise
+            time.sleep(RECONNECT_DELAY)

@@ -81,6 +81,7 @@ class KubeMigrationApi(KubeJobApi):
             current = self.kube.get("v1", "ConfigMap", name, namespace)
             try:
                 if current is None:
+                    body["metadata"].pop("resourceVersion", None)
                     self.kube.create(body)
                 else:
                     body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]

@@ -27,7 +27,7 @@ description:
     until they are gone.
   - With O(prune_kinds), first deletes objects of those kinds that carry the O(prune_selector)
     labels but are not in O(definitions) (for objects that exist only with some settings; with
-    no O(definitions), everything so labelled: an uninstall).
+    no O(definitions), everything so labelled, as an uninstall does).
   - The results name the objects and what happened to them; object contents (Secrets!) are
     never returned.
 extends_documentation_fragment:

@@ -209,6 +209,7 @@ class DifyMigrate(DifyModule):
             component=names.MIGRATION,
             container_name=CONTAINER_NAME,
             command=self.params["command"],
+            args=[],
             force=self.params["force"],
         )
 

@@ -133,9 +133,7 @@ class Bench:
         return elapsed
 
     def managed_objects(self, namespace: str, out: Path) -> list[Path]:
-        self.playbook(
-            "playbooks/manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out)}
-        )
+        self.playbook("playbooks/manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out)})
         return sorted(out.glob("*.yaml"))
 
     def kubectl_apply(self, files: list[Path]) -> float:

@@ -34,8 +34,19 @@ config_hash() { # what the running cluster was made from (not the tools it does 
 bin_dir() { "$here/build.sh" | tail -n 1; }
 
 healthy() {
-  [ -f "$kubeconfig" ] && [ -d "$workdir" ] &&
+  [ -f "$kubeconfig" ] && [ -d "$workdir" ] && all_running &&
     "$1/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw /readyz >/dev/null 2>&1
+}
+
+# Every process kwokctl started still runs: the apiserver answering is not enough (a dead
+# controller-manager or scheduler leaves a cluster where nothing starts).
+all_running() {
+  local f pid
+  for f in "$workdir"/pids/*.pid; do
+    [ -f "$f" ] || return 1
+    pid=$(cat "$f")
+    kill -0 "$pid" 2>/dev/null || { log "$(basename "$f" .pid) (pid $pid) is not running"; return 1; }
+  done
 }
 
 # PIDs kwokctl started for this cluster, from its pid files.

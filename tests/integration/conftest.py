@@ -114,9 +114,12 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest):
 
 @pytest.fixture
 def pod_logs(cluster: Cluster, namespace: str, tmp_path_factory: pytest.TempPathFactory):
-    """Choose what `kubectl logs` returns for containers in the test namespace."""
+    """Choose what `kubectl logs` returns for containers in the test namespace. The role's Jobs
+    name their container after the pod they start from: "api" (migration, status probe, provider
+    setup) and "db-tools" (backup, restore, password rotation); the modules alone use "migrate"
+    (dify_migrate) and "job" (dify_job)."""
 
-    def serve(text: str, containers: tuple[str, ...] = ("migrate",)) -> None:
+    def serve(text: str, containers: tuple[str, ...] = ("migrate", "api")) -> None:
         # kwok serves logs from files in CRI format: "<RFC 3339 time> <stream> F <line>".
         path = tmp_path_factory.mktemp("logs") / "container.log"
         stamp = "2026-01-01T00:00:00.000000000Z"

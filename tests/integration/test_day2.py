@@ -31,7 +31,7 @@ def our_apply_time(cluster: Cluster, namespace: str, kind: str, name: str) -> st
 
 
 def test_status_reports_a_healthy_install_and_names_what_breaks(cluster, namespace, ansible, pod_logs):
-    pod_logs(PROBE_OK, containers=("job", "migrate"))
+    pod_logs(PROBE_OK, containers=("api",))
     assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
 
     healthy = ansible("playbooks/status.yml", {"dify_namespace": namespace})
@@ -77,7 +77,7 @@ def test_status_reports_a_healthy_install_and_names_what_breaks(cluster, namespa
 
 def test_status_reports_a_probe_that_finds_no_schema(cluster, namespace, ansible, pod_logs):
     pod_logs('DIFY_STATUS {"tables": 0, "alembic_revision": null, "plugin_daemon": {"error": "Connection refused"}}',
-             containers=("job",))  # fmt: skip
+             containers=("api",))  # fmt: skip
     assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
     run = ansible("playbooks/status.yml", {"dify_namespace": namespace})
     assert run.rc != 0
@@ -87,7 +87,7 @@ def test_status_reports_a_probe_that_finds_no_schema(cluster, namespace, ansible
 
 
 def test_upgrade_backs_up_before_migrating_and_a_failed_backup_stops_everything(cluster, namespace, ansible, pod_logs):
-    pod_logs("BACKUP dify_1.11.4_to_1.11.5_20261125T101500Z", containers=("job",))
+    pod_logs("BACKUP dify_1.11.4_to_1.11.5_20261125T101500Z", containers=("db-tools",))
     assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
     assert job(cluster, namespace, "dify-db-backup") is None, "a first install has nothing to back up"
     assert cluster.get("pvc", "dify-backups", namespace)["status"]["phase"] == "Bound"
@@ -127,31 +127,43 @@ def test_upgrade_backs_up_before_migrating_and_a_failed_backup_stops_everything(
 
 
 def test_restore_stops_writers_restores_and_runs_the_backups_version(cluster, namespace, ansible, pod_logs):
-    pod_logs("RESTORED dify_1.11.4_to_1.11.5_20261125T101500Z", containers=("job",))
+    backup = "dify_1.11.4_to_1.11.5_20261125T101500Z"
+    pod_logs(f"BACKUP {backup}\nRESTORED {backup}", containers=("db-tools",))
+    # An upgrade makes the backup and records it (ConfigMap dify-backups): from 1.11.4, to 1.11.5.
+    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
     assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.5"}).rc == 0
-    unconfirmed = ansible(
-        "playbooks/restore.yml",
-        {"dify_namespace": namespace, "dify_restore_backup": "dify_1.11.4_to_1.11.5_20261125T101500Z"},
-    )
-    assert unconfirmed.rc != 0 and "dify_restore_confirm" in unconfirmed.result("Check the request")["msg"]
-    assert job(cluster, namespace, "dify-db-restore") is None
+    recorded = json.loads(cluster.get("configmap", "dify-backups", namespace)["data"][backup])
+    assert recorded["from"] == "1.11.4" and recorded["to"] == "1.11.5"
 
-    run = ansible(
+    unconfirmed = ansible("playbooks/restore.yml", {"dify_namespace": namespace, "dify_restore_backup": backup})
+    assert unconfirmed.rc != 0
+    assert "dify_restore_confirm" in " ".join(r.get("msg", "") for r in unconfirmed.failed_results)
+    unknown = ansible(
         "playbooks/restore.yml",
         {
             "dify_namespace": namespace,
             "dify_restore_confirm": namespace,
-            "dify_restore_backup": "dify_1.11.4_to_1.11.5_20261125T101500Z",
+            "dify_restore_backup": "dify_1.11.3_to_1.11.4_20261101T000000Z",
         },
+    )
+    assert unknown.rc != 0
+    assert "is not in the backup record" in " ".join(r.get("msg", "") for r in unknown.failed_results)
+    assert job(cluster, namespace, "dify-db-restore") is None
+
+    run = ansible(
+        "playbooks/restore.yml",
+        {"dify_namespace": namespace, "dify_restore_confirm": namespace, "dify_restore_backup": backup},
     )
     assert run.rc == 0, run.stdout[-3000:]
     restore = job(cluster, namespace, "dify-db-restore")
     assert "pg_restore" in restore["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    env = {e["name"]: e.get("value") for e in restore["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["BACKUP"] == backup
     # The writers were stopped (to 0 replicas) before the restore started ...
     stopped = run.result("Stop everything that writes to the database")["results"]
     assert [r["item"] for r in stopped] == ["api", "worker", "beat", "plugin-daemon"]
     assert all(r["result"]["spec"]["replicas"] == 0 for r in stopped)
-    # ... and the version of the backup runs afterwards, migrated again.
+    # ... and the version of the backup (from its record, not its name) runs afterwards, migrated again.
     api = cluster.get("deployment", "dify-api", namespace)
     assert api["spec"]["template"]["spec"]["containers"][0]["image"] == "langgenius/dify-api:1.11.4"
     assert api["status"]["readyReplicas"] == 1
@@ -159,14 +171,14 @@ def test_restore_stops_writers_restores_and_runs_the_backups_version(cluster, na
 
 
 def test_a_changed_database_password_is_refused_or_rotated_in_order(cluster, namespace, ansible, pod_logs):
-    pod_logs("password of postgres changed", containers=("job",))
+    pod_logs("password of postgres changed", containers=("db-tools",))
     assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
     before = secret(cluster, namespace)
     secret_obj = cluster.get("secret", "dify-credentials", namespace)
 
     refused = ansible("site.yml", {"dify_namespace": namespace, "dify_db_password": "NewPassw0rd-for-the-db"})
     assert refused.rc != 0
-    message = refused.result("Keep the database password the existing data was initialised with")["msg"]
+    message = refused.result("Prepare the model of the installation")["msg"]
     assert "dify_db_password differs" in message and "dify_rotate_db_password" in message
     assert (
         cluster.get("secret", "dify-credentials", namespace)["metadata"]["resourceVersion"]
@@ -210,15 +222,10 @@ def test_redis_password_and_secret_key_changes_need_their_flag(cluster, namespac
     assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
     stored = secret(cluster, namespace)
     redis = ansible("site.yml", {"dify_namespace": namespace, "dify_redis_password": "another-redis-password"})
-    assert (
-        redis.rc != 0
-        and "dify_rotate_redis_password"
-        in redis.result("Keep the Redis password unless its change is asked for")["msg"]
-    )
+    prepare = "Prepare the model of the installation"
+    assert redis.rc != 0 and "dify_rotate_redis_password" in redis.result(prepare)["msg"]
     key = ansible("site.yml", {"dify_namespace": namespace, "dify_secret_key": "f" * 64})
-    assert (
-        key.rc != 0 and "dify_rotate_secret_key" in key.result("Keep SECRET_KEY unless its change is asked for")["msg"]
-    )
+    assert key.rc != 0 and "dify_rotate_secret_key" in key.result(prepare)["msg"]
     assert secret(cluster, namespace) == stored
 
     rotated = ansible("site.yml", {"dify_namespace": namespace, "dify_redis_password": "another-redis-password",

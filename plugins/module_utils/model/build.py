@@ -15,7 +15,7 @@ import re
 from typing import Any, Callable
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import DifyError, InputError
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import record_view
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import catalog, credentials, inputs, network
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.objects import DATA_SERVICES, Builder
@@ -133,7 +133,10 @@ def prepare(
         check_restore_request(s)
 
     inputs.validate(s)
-    found = read(reads(s, entry_point))
+    try:
+        found = read(reads(s, entry_point))
+    except DifyError as exc:
+        raise type(exc)(f"Nothing was changed: {exc}", **exc.details) from exc
 
     # What exists.
     stored = credentials.decode(_first(found, "credentials"))
@@ -299,7 +302,7 @@ def build(b: Builder) -> dict[str, Any]:
 
     config = ([b.namespace_object()] if s.cluster_scoped_access else []) + config_maps + b.volume_claims()
     if s.network_policies:
-        config += network.policies(s, components, lambda name, component: b.meta(name, component))
+        config += network.policies(s, components, b.meta)
     data = [b.service(w.name, w.service_ports) for w in statefulsets]
     data += [b.statefulset(w, config_data) for w in statefulsets]
     app = [b.service(w.name, w.service_ports) for w in deployments if w.service_ports]

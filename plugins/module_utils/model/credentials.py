@@ -40,7 +40,7 @@ def random_hex() -> str:
 def random_admin_password() -> str:
     # Dify wants letters and digits.
     alphabet = string.ascii_letters + string.digits
-    return "Dify1-" + "".join(secrets.choice(alphabet) for _ in range(26))
+    return "Dify1-" + "".join(secrets.choice(alphabet) for _position in range(26))
 
 
 @dataclass

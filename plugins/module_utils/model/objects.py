@@ -388,7 +388,8 @@ class Builder:
         """The pod of the database tools Jobs (backup, restore, password rotation): the PostgreSQL
         image as its postgres user, with the connection settings of the shared environment."""
         w = Workload(
-            name="tools",
+            name="db-tools",
+            resources="tools",
             image=self.images["postgres"],
             env_from=[{"configMapRef": {"name": names.SHARED_ENV}}],
             env=[_secret_ref("PGPASSWORD", "DB_PASSWORD")],

@@ -310,4 +310,4 @@ def test_settings_read_the_variables_without_their_prefix():
     s = Settings({"dify_namespace": "x"})
     assert s.namespace == "x" and s.get("missing", 1) == 1
     with pytest.raises(AttributeError, match="dify_missing"):
-        _ = s.missing
+        s.missing  # noqa: B018
