@@ -11,7 +11,7 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import read_all, stamped
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import DifyError, InputError
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.build import prepare
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.objects import PROVIDER_SETUP_SCRIPT_FILE
 from ansible_collections.dify_ce.kubernetes.plugins.plugin_utils.action import DifyAction
@@ -38,6 +38,14 @@ class ActionModule(DifyAction):
         def read(reads: list[dict[str, Any]]) -> dict[str, Any]:
             if not reads:
                 return {}
+            if not self.in_process():  # another host talks to the cluster: its dify_info reads
+                args = {k: v for k, v in self._task.args.items() if k not in ("entry_point", "role_path")}
+                found = self._execute_module(
+                    "dify_ce.kubernetes.dify_info", dict(args, reads=reads), task_vars=task_vars
+                )
+                if found.get("failed"):
+                    raise DifyError(found.get("msg", "reading the cluster failed"))
+                return found["objects"]
             if not client:
                 client.append(self.kube())
             return read_all(client[0], reads)

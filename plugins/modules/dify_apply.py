@@ -114,39 +114,18 @@ objects:
   sample: [{kind: Deployment, name: dify-api, namespace: dify, action: unchanged}]
 """
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import Applier  # noqa: E402
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
-
-ARGUMENT_SPEC = dict(
-    definitions={"type": "list", "elements": "dict", "required": True},
-    field_manager={"type": "str", "default": names.FIELD_MANAGER},
-    force_conflicts={"type": "bool", "default": True},
-    wait={"type": "bool", "default": False},
-    wait_timeout={"type": "int", "default": 600},
-    prune_kinds={
-        "type": "list",
-        "elements": "dict",
-        "default": [],
-        "options": {
-            "api_version": {"type": "str", "required": True},
-            "kind": {"type": "str", "required": True},
-            "label_selector": {"type": "str"},
-        },
-    },
-    prune_selector={"type": "str"},
-    prune_namespace={"type": "str"},
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.args import (  # noqa: E402
+    APPLY_ARG_SPEC,
+    APPLY_REQUIRED_TOGETHER,
+    apply_problems,
 )
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
 
 
 class DifyApply(DifyModule):
     def problems(self) -> list:
-        params, found = self.params, []
-        if params["wait_timeout"] <= 0:
-            found.append(f"wait_timeout must be a positive number of seconds, got {params['wait_timeout']}")
-        if params["prune_kinds"] and not params["prune_selector"]:
-            found.append("prune_kinds needs prune_selector and prune_namespace (never prune without a selector)")
-        return found
+        return apply_problems(self.params)
 
     def execute(self) -> dict:
         params = self.params
@@ -163,7 +142,7 @@ class DifyApply(DifyModule):
 
 
 def main() -> None:
-    DifyApply(ARGUMENT_SPEC, required_together=[("prune_selector", "prune_namespace")]).main()
+    DifyApply(APPLY_ARG_SPEC, required_together=APPLY_REQUIRED_TOGETHER).main()
 
 
 if __name__ == "__main__":

@@ -80,37 +80,20 @@ objects:
 """
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import read_all  # noqa: E402
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.args import READS_ARG_SPEC, reads_problems  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
-
-ARGUMENT_SPEC = dict(
-    reads={
-        "type": "list",
-        "elements": "dict",
-        "required": True,
-        "options": {
-            "id": {"type": "str", "required": True},
-            "api_version": {"type": "str", "required": True},
-            "kind": {"type": "str", "required": True},
-            "name": {"type": "str"},
-            "namespace": {"type": "str"},
-            "label_selector": {"type": "str"},
-        },
-    },
-)
 
 
 class DifyInfo(DifyModule):
     def problems(self) -> list:
-        ids = [read["id"] for read in self.params["reads"]]
-        duplicated = sorted({i for i in ids if ids.count(i) > 1})
-        return [f"reads: ids must be unique, {duplicated} repeat"] if duplicated else []
+        return reads_problems(self.params)
 
     def execute(self) -> dict:
         return {"changed": False, "objects": read_all(self.kube, self.params["reads"])}
 
 
 def main() -> None:
-    DifyInfo(ARGUMENT_SPEC).main()
+    DifyInfo(READS_ARG_SPEC).main()
 
 
 if __name__ == "__main__":

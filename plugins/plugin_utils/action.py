@@ -13,9 +13,10 @@ import os
 import traceback
 from typing import Any, Iterator
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import DifyError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import DifyError, InputError
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.k8s import Kube, api_message
 
 try:
@@ -59,6 +60,29 @@ class DifyAction(ActionBase):
 
     def execute(self, task_vars: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover - each action has one
         raise NotImplementedError
+
+    # -- where the work happens -------------------------------------------------------
+    def in_process(self) -> bool:
+        """Whether the task runs on the controller (connection local), so the work can be done
+        here instead of shipping and starting the module."""
+        return getattr(self._connection, "transport", "") in ("local", "ansible.builtin.local")
+
+    def run_module(self, name: str, task_vars: dict[str, Any]) -> dict[str, Any]:
+        """The module of the same name on the target host (a connection other than local)."""
+        return self._execute_module(module_name=name, module_args=self._task.args, task_vars=task_vars)
+
+    def options(self, spec: dict[str, Any], **rules: Any) -> dict[str, Any]:
+        """The task's arguments validated and typed as the module would (connection options too)."""
+        full = dict(AUTH_ARG_SPEC)
+        full.update(spec)
+        validation = ArgumentSpecValidator(full, **rules).validate(dict(self._task.args))
+        if validation.error_messages:
+            raise InputError("invalid options: " + "; ".join(validation.error_messages))
+        return validation.validated_parameters
+
+    @property
+    def check_mode(self) -> bool:
+        return bool(self._task.check_mode)
 
     def kube(self) -> Kube:
         """A client from the task's connection options, else K8S_AUTH_* and the kubeconfig."""
