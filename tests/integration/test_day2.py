@@ -32,7 +32,7 @@ def our_apply_time(cluster: Cluster, namespace: str, kind: str, name: str) -> st
 
 def test_status_reports_a_healthy_install_and_names_what_breaks(cluster, namespace, ansible, pod_logs):
     pod_logs(PROBE_OK, containers=("api",))
-    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.4"}).rc == 0
 
     healthy = ansible("playbooks/status.yml", {"dify_namespace": namespace})
     assert healthy.rc == 0, healthy.stdout[-3000:]
@@ -88,7 +88,7 @@ def test_status_reports_a_probe_that_finds_no_schema(cluster, namespace, ansible
 
 def test_upgrade_backs_up_before_migrating_and_a_failed_backup_stops_everything(cluster, namespace, ansible, pod_logs):
     pod_logs("BACKUP dify_1.11.4_to_1.11.5_20261125T101500Z", containers=("db-tools",))
-    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.4"}).rc == 0
     assert job(cluster, namespace, "dify-db-backup") is None, "a first install has nothing to back up"
     assert cluster.get("pvc", "dify-backups", namespace)["status"]["phase"] == "Bound"
 
@@ -130,7 +130,7 @@ def test_restore_stops_writers_restores_and_runs_the_backups_version(cluster, na
     backup = "dify_1.11.4_to_1.11.5_20261125T101500Z"
     pod_logs(f"BACKUP {backup}\nRESTORED {backup}", containers=("db-tools",))
     # An upgrade makes the backup and records it (ConfigMap dify-backups): from 1.11.4, to 1.11.5.
-    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.4"}).rc == 0
     assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.5"}).rc == 0
     recorded = json.loads(cluster.get("configmap", "dify-backups", namespace)["data"][backup])
     assert recorded["from"] == "1.11.4" and recorded["to"] == "1.11.5"
@@ -238,7 +238,7 @@ def test_redis_password_and_secret_key_changes_need_their_flag(cluster, namespac
 
 
 def test_secret_key_is_identical_across_install_upgrade_uninstall_and_reinstall(cluster, namespace, ansible):
-    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.4"}).rc == 0
     key = secret(cluster, namespace)["SECRET_KEY"]
     assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.5"}).rc == 0
     assert secret(cluster, namespace)["SECRET_KEY"] == key
@@ -249,7 +249,7 @@ def test_secret_key_is_identical_across_install_upgrade_uninstall_and_reinstall(
 
 
 def test_no_password_appears_at_maximum_verbosity_during_rotation(cluster, namespace, ansible):
-    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.11.4"}).rc == 0
     old = secret(cluster, namespace)["DB_PASSWORD"]
     new = "Rotated-pw-" + namespace[-5:] + "-secret"
     run = ansible(

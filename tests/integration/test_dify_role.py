@@ -27,7 +27,8 @@ MUST_MATCH = [
 
 
 def site(ansible, namespace: str, **extra):
-    return ansible("site.yml", {"dify_namespace": namespace, **extra})
+    """site.yml at the release of the original deploy script unless the test names another."""
+    return ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": OLD, **extra})
 
 
 def workload(cluster: Cluster, namespace: str, name: str) -> dict:

@@ -15,8 +15,9 @@ from conftest import Cluster
 METADATA = ipaddress.ip_address("169.254.169.254")
 INTERNET = ipaddress.ip_address("8.8.8.8")
 # Components whose pods meet the restricted Pod Security Standard; the others need baseline.
-RESTRICTED = {"api", "worker", "beat", "web", "nginx", "postgres", "redis", "weaviate"}
-BASELINE_ONLY = {"sandbox", "ssrf-proxy", "plugin-daemon"}
+RESTRICTED = {"api", "worker", "beat", "web", "nginx", "postgres", "redis", "weaviate", "agent-backend",
+              "agent-local-sandbox"}  # fmt: skip
+BASELINE_ONLY = {"sandbox", "ssrf-proxy", "plugin-daemon", "agent-ssrf-proxy"}
 
 
 def render(ansible, namespace: str, out: Path, **extra) -> list[dict]:
@@ -90,6 +91,20 @@ def test_network_policies_isolate_like_compose_networks(cluster, namespace, ansi
     assert tcp("nginx", "api", 5001) and tcp("nginx", "web", 3000) and tcp("nginx", "plugin-daemon", 5002)
     assert not tcp("nginx", "postgres", 5432)
     assert tcp("plugin-daemon", "api", 5001)
+    # The agent (the default release, 1.17): its local sandbox reaches the internet only through its
+    # own SSRF proxy, never the cluster or link-local addresses.
+    assert reaches_ip(report, "agent-local-sandbox", namespace, INTERNET) == [], "agent sandbox: no direct internet"
+    assert reaches_ip(report, "agent-local-sandbox", namespace, METADATA) == []
+    assert tcp("agent-local-sandbox", "agent-ssrf-proxy", 3128), "agent sandbox must reach its proxy"
+    assert not tcp("agent-local-sandbox", "postgres", 5432) and not tcp("agent-local-sandbox", "api", 5001)
+    assert not tcp("agent-local-sandbox", "ssrf-proxy", 3128) and not tcp("agent-local-sandbox", "redis", 6379)
+    assert reaches_ip(report, "agent-ssrf-proxy", namespace, INTERNET), "the agent proxy reaches the internet"
+    assert reaches_ip(report, "agent-ssrf-proxy", namespace, METADATA) == []
+    assert reaches_ip(report, "agent-ssrf-proxy", namespace, ipaddress.ip_address("10.96.0.1")) == []
+    assert tcp("agent-ssrf-proxy", "agent-backend", 5050) and tcp("agent-ssrf-proxy", "api", 5001)
+    assert tcp("api", "agent-backend", 5050) and tcp("worker", "agent-backend", 5050)
+    assert tcp("agent-backend", "agent-local-sandbox", 5004) and tcp("agent-backend", "redis", 6379)
+    assert not tcp("agent-backend", "postgres", 5432)
     anyone = [c for c in report if c["src"] == "0.0.0.0-255.255.255.255"]
     assert [c["dst"].split("[")[0] for c in anyone] == [workload("nginx", namespace)], (
         "only nginx is reachable from outside"

@@ -79,6 +79,13 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
         read("migration_job", "Job", names.MIGRATION_JOB, "batch/v1"),
     ]
     if entry_point in ("main", "manifests", "migrate_only"):
+        # What runs now: the plan of an upgrade (components added and removed, images changed),
+        # and the Weaviate the upgrade starts from.
+        found += [
+            read("deployments", "Deployment", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR),
+            read("statefulsets", "StatefulSet", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR),
+            read("backup_record", "ConfigMap", names.BACKUP_RECORD),
+        ]
         if credentials.provider_setup_enabled(s):
             found += [
                 read("provider_keys", "Secret", names.PROVIDER_KEYS),
@@ -117,6 +124,7 @@ def prepare(
     releases: dict[str, Any] | None = None,
     new_secret: Callable[[], str] = credentials.random_hex,
     new_admin_password: Callable[[], str] = credentials.random_admin_password,
+    new_agent_key: Callable[[], str] | None = None,
 ) -> dict[str, Any]:
     """The model of the installation for one entry point (no secret leaves it but in ``secrets``
     and ``rotation_secret``: the caller keeps the whole result out of the output)."""
@@ -151,6 +159,9 @@ def prepare(
         if missing:
             raise InputError("Nothing was changed. " + " ".join(missing))
 
+    running = live_images(found)
+    backups = _backups(_first(found, "backup_record"))
+    release = catalog.resolve(s, releases or {}, record, running, backups)
     creds = credentials.decide(
         s,
         stored,
@@ -159,12 +170,17 @@ def prepare(
         entry_point=entry_point,
         new_secret=new_secret,
         new_admin_password=new_admin_password,
+        agent=any(release.has(c) for c in catalog.AGENT_COMPONENTS),
+        **({"new_agent_key": new_agent_key} if new_agent_key else {}),
     )
-    release = catalog.resolve(s, releases or {}, record)
     image_of = images(s, release)
     previous = (record or {}).get("image", "")
-    builder = Builder(s, image_of, creds, assets, previous_tag=previous.rsplit(":", 1)[-1] if previous else "")
+    builder = Builder(
+        s, image_of, creds, assets, previous_tag=catalog.tag_of(previous) if previous else "", release=release
+    )
     model = build(builder)
+    prefix = (s.image_registry.rstrip("/") + "/") if s.image_registry else ""
+    model["weaviate_steps"] = [builder.weaviate_step(prefix + image, model) for image in release.weaviate_steps]
 
     # What the phases will do.
     target = image_of["api"]
@@ -190,6 +206,8 @@ def prepare(
         "backup_to": s.image_tag,
         "rotate_db_password": creds.rotate_db_password,
         "provider_setup": False,
+        "weaviate_steps": [catalog.tag_of(image) for image in release.weaviate_steps],
+        "changes": changes(running, model),
         "notices": creds.notices + release.notices,
     }
     if builder.provider_setup:
@@ -201,7 +219,15 @@ def prepare(
     result: dict[str, Any] = {
         "changed": False,
         "entry_point": entry_point,
-        "release": {"version": release.version, "line": release.line, "images": image_of},
+        "release": {
+            "version": release.version,
+            "line": release.line,
+            "catalogued": release.known,
+            "images": image_of,
+            "components": release.components,
+            "startup_migration": release.startup_migration,
+            "notes": release.notes,
+        },
         "plan": plan,
         "names": _names(),
         **model,
@@ -212,9 +238,9 @@ def prepare(
         result["status_reads"] = {key: found.get(key, {"resources": []}) for key in
                                   ("deployments", "statefulsets", "migration_job", "migration_record",
                                    "nginx_service", "backup_record")}  # fmt: skip
-        running = _running_api_image(found)
-        if running:
-            result["jobs"]["status_probe"]["spec"]["containers"][0]["image"] = running
+        api_image = _running_api_image(found)
+        if api_image:
+            result["jobs"]["status_probe"]["spec"]["containers"][0]["image"] = api_image
     if entry_point == "restore":
         result["restore"] = restore_plan(s, _backups(_first(found, "backup_record")))
     return result
@@ -244,6 +270,35 @@ def restore_plan(s: Settings, backups: dict[str, Any]) -> dict[str, Any]:
             "Dify version it was taken from."
         )
     return {"backup": s.restore_backup, "version": version, "record": entry}
+
+
+def live_images(found: dict[str, Any]) -> dict[str, str]:
+    """The image each running workload's first container has, by component."""
+    out = {}
+    for read_id in ("deployments", "statefulsets"):
+        for obj in (found.get(read_id) or {}).get("resources") or []:
+            component = ((obj.get("metadata") or {}).get("labels") or {}).get(names.LABEL_COMPONENT)
+            containers = ((((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")) or []
+            if component and containers:
+                out[component.replace("-", "_")] = containers[0].get("image", "")
+    return out
+
+
+def changes(running: dict[str, str], model: dict[str, Any]) -> dict[str, Any]:
+    """What an upgrade changes: components added and removed, images changed (check mode shows it)."""
+    wanted = {}
+    for obj in model["objects"]["data"] + model["objects"]["app"]:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            component = obj["metadata"]["labels"][names.LABEL_COMPONENT].replace("-", "_")
+            wanted[component] = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+    if not running:
+        return {"added": sorted(wanted), "removed": [], "images": {}}
+    return {
+        "added": sorted(set(wanted) - set(running)),
+        "removed": sorted(set(running) - set(wanted)),
+        "images": {c: {"from": running[c], "to": wanted[c]} for c in sorted(set(wanted) & set(running))
+                   if running[c] != wanted[c]},
+    }  # fmt: skip
 
 
 def _job_finished(job: dict[str, Any]) -> bool:

@@ -1,12 +1,17 @@
 # Copyright: Dify CE Kubernetes maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The release: which images an installation of a Dify version runs."""
+"""The release: which images and components an installation of a Dify version runs, from the
+release catalog (roles/dify/vars/releases.yml), and the upgrade rules checked before anything
+changes: no downgrade, no unknown release line unless asked for, Weaviate one minor at a time."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
 
 # Companion images a variable may set (component -> variable).
@@ -18,7 +23,32 @@ IMAGE_VARIABLES = {
     "postgres": "postgres_image",
     "redis": "redis_image",
     "weaviate": "weaviate_image",
+    "agent_backend": "agent_backend_image",
+    "agent_local_sandbox": "agent_local_sandbox_image",
 }
+# What every line entry must have (a test checks the catalog against it).
+LINE_FIELDS = ("patches", "images", "components", "upgrade_from", "startup_migration", "notes", "sources")
+LINE_IMAGES = ("sandbox", "plugin_daemon", "weaviate")
+AGENT_COMPONENTS = ("agent-backend", "agent-local-sandbox", "agent-ssrf-proxy")
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def version_tuple(version: str) -> tuple[int, ...] | None:
+    """(major, minor, patch) of a tag like 1.17.1 or 1.14.1-fix.3; None for other tags."""
+    match = _VERSION.match(version or "")
+    if not match:
+        return None
+    return tuple(int(part) for part in match.groups(default="0"))
+
+
+def line_of(version: str) -> str:
+    parsed = version_tuple(version)
+    return f"{parsed[0]}.{parsed[1]}" if parsed else version
+
+
+def tag_of(image: str) -> str:
+    last = image.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1].split("@", 1)[0] if ":" in last else ""
 
 
 @dataclass
@@ -26,18 +56,180 @@ class Release:
     version: str
     line: str
     images: dict[str, str]
+    components: list[str] = field(default_factory=list)  # beyond the ones every line has
+    agent_env: str = ""
+    agent_volumes: bool = False
+    agent_api_token: bool = False
+    known: bool = True
     notices: list[str] = field(default_factory=list)
+    weaviate_steps: list[str] = field(default_factory=list)
+    startup_migration: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def has(self, component: str) -> bool:
+        return component in self.components
 
 
-def line_of(version: str) -> str:
-    parts = version.split(".")
-    return ".".join(parts[:2]) if len(parts) >= 2 else version
+def _since(entry: dict[str, Any], what: str, version: tuple[int, ...] | None) -> bool:
+    """Whether a component or feature that came with a patch of the line is in this version."""
+    since = (entry.get("since") or {}).get(what)
+    return since is None or (version is not None and version >= (version_tuple(since) or ()))
 
 
-def resolve(s: Settings, releases: dict[str, Any], record: dict[str, str] | None) -> Release:
-    """The images of dify_image_tag: api and web of that tag, the companions as set."""
+def resolve(
+    s: Settings,
+    releases: dict[str, Any],
+    record: dict[str, str] | None = None,
+    live_images: dict[str, str] | None = None,
+    backups: dict[str, Any] | None = None,
+) -> Release:
+    """The release of dify_image_tag, after the upgrade rules; the companions from the catalog,
+    a companion image set in a variable winning (with a notice where it differs)."""
     version = s.image_tag
+    parsed = version_tuple(version)
+    line = line_of(version)
+    lines = releases.get("lines") or {}
+    notices: list[str] = []
+    entry = lines.get(line)
+    known = entry is not None
+    if entry is None:
+        known_lines = sorted(lines, key=lambda name: version_tuple(name) or ())
+        if not lines:
+            # No catalog (the model used without the role's data): every companion from its variable.
+            entry = {"images": {}, "components": [], "patches": [version]}
+        elif not s.get("allow_unlisted_release", False):
+            raise InputError(
+                f"Nothing was changed. dify_image_tag {version} is of release line {line}, which this collection "
+                f"does not know (known: {', '.join(known_lines)}). Use a catalogued release, or set "
+                "dify_allow_unlisted_release: true together with every companion image "
+                "(dify_sandbox_image, dify_plugin_daemon_image, dify_weaviate_image, ...)."
+            )
+        else:
+            entry = lines[known_lines[-1]]
+            missing = [
+                f"dify_{IMAGE_VARIABLES[c]}"
+                for c in (*LINE_IMAGES, *_agent_images(entry))
+                if not s.get(IMAGE_VARIABLES[c])
+            ]
+            if missing:
+                raise InputError(
+                    f"Nothing was changed. dify_image_tag {version} is not a catalogued release "
+                    "(dify_allow_unlisted_release is set), so its companion images must be given: "
+                    f"{', '.join(missing)}."
+                )
+            notices.append(
+                f"dify_image_tag {version}: release line {line} is not in the catalog; running it with the components "
+                f"of {known_lines[-1]} and the companion images you set."
+            )
+    elif version not in entry.get("patches", []):
+        notices.append(
+            f"dify_image_tag {version} is not a catalogued patch of {line} (known: {', '.join(entry['patches'])}): "
+            f"it runs with the companion images of {line}."
+        )
+
     images = {"api": f"langgenius/dify-api:{version}", "web": f"langgenius/dify-web:{version}"}
+    images.update((releases.get("common") or {}).get("images") or {})
+    images.update({k: str(v).replace("{version}", version) for k, v in (entry.get("images") or {}).items()})
     for component, var in IMAGE_VARIABLES.items():
-        images[component] = s.get(var)
-    return Release(version=version, line=line_of(version), images=images)
+        given = s.get(var)
+        if not given:
+            continue
+        if images.get(component) and images[component] != given and known:
+            notices.append(f"dify_{var} {given} replaces the catalog's {images[component]} for {version}.")
+        images[component] = given
+
+    components = [c for c in entry.get("components", []) if _since(entry, c, parsed)]
+    if not s.get("collaboration", False):
+        components = [c for c in components if c != "api-websocket"]
+    elif "api-websocket" not in components:
+        raise InputError(
+            f"Nothing was changed. dify_collaboration is set, but Dify {version} has no api websocket process "
+            "(it came with 1.14)."
+        )
+    if not s.get("agent", True):
+        components = [c for c in components if c not in AGENT_COMPONENTS]
+    release = Release(
+        version=version,
+        line=line,
+        images={k: v for k, v in images.items() if k not in ("agent_backend", "agent_local_sandbox") or
+                any(a in components for a in AGENT_COMPONENTS)},
+        components=components,
+        agent_env=entry.get("agent_env", ""),
+        agent_volumes=bool(entry.get("agent_volumes")),
+        agent_api_token=_since(entry, "agent-api-token", parsed),
+        known=known,
+        notices=notices,
+        startup_migration=dict(entry.get("startup_migration") or {}),
+        notes=list(entry.get("notes") or []),
+    )  # fmt: skip
+    check_upgrade(s, release, entry, record, backups or {})
+    if s.weaviate_enabled:
+        release.weaviate_steps = weaviate_steps(s, releases, (live_images or {}).get("weaviate", ""),
+                                                release.images.get("weaviate", ""))  # fmt: skip
+    return release
+
+
+def _agent_images(entry: dict[str, Any]) -> list[str]:
+    return [c for c in ("agent_backend", "agent_local_sandbox") if c in (entry.get("images") or {})]
+
+
+def check_upgrade(
+    s: Settings, release: Release, entry: dict[str, Any], record: dict[str, str] | None, backups: dict[str, Any]
+) -> None:
+    """No downgrade below the release the database was last migrated to; the line must be one the
+    recorded line may be upgraded to directly."""
+    recorded_image = (record or {}).get("image", "")
+    recorded = tag_of(recorded_image)
+    was, wanted = version_tuple(recorded), version_tuple(release.version)
+    if not recorded or was is None or wanted is None:
+        return
+    if wanted < was:
+        taken = sorted(name for name, b in backups.items() if isinstance(b, dict) and b.get("to") == recorded)
+        where = f"the backup taken before that upgrade: {taken[-1]}" if taken else "a backup taken before that upgrade"
+        raise InputError(
+            f"Nothing was changed. dify_image_tag {release.version} is older than {recorded}, the release the "
+            f"database was last migrated to (ConfigMap {names.MIGRATION_RECORD}): Dify's migrations only go forward, "
+            f"and old code on the newer schema breaks. To go back, run playbooks/restore.yml with {where} "
+            f"(-e dify_restore_backup=... -e dify_restore_confirm={s.namespace})."
+        )
+    allowed = entry.get("upgrade_from")
+    was_line = f"{was[0]}.{was[1]}"
+    if release.known and allowed and was_line not in allowed:
+        raise InputError(
+            f"Nothing was changed. dify_image_tag {release.version}: Dify {release.line} cannot be upgraded to "
+            f"directly from {recorded} ({was_line}); upgrade to one of "
+            f"{', '.join(line for line in allowed if line != release.line)} first."
+        )
+
+
+def weaviate_steps(s: Settings, releases: dict[str, Any], live: str, target: str) -> list[str]:
+    """The Weaviate versions to pass through on the way from the running one to the target, one
+    minor at a time (the target itself excluded); refuses a downgrade."""
+    if not live or live == target:
+        return []
+    path = list(releases.get("weaviate_path") or [])
+    tags = [tag_of(image) for image in path]
+    have, want = version_tuple(tag_of(live)), version_tuple(tag_of(target))
+    if have is None or want is None:
+        return []
+    if want < have:
+        raise InputError(
+            f"Nothing was changed. The bundled Weaviate runs {tag_of(live)}; {tag_of(target)} (dify_image_tag "
+            f"{s.image_tag}, dify_weaviate_image) would be a downgrade, which Weaviate does not support."
+        )
+    if want[1] - have[1] <= 1:
+        return []
+    steps = []
+    for image, tag in zip(path, tags):
+        parsed = version_tuple(tag)
+        if parsed and have[:2] < parsed[:2] < want[:2]:
+            steps.append(image)
+    covered = {version_tuple(tag_of(i))[1] for i in steps}  # type: ignore[index]
+    gaps = [m for m in range(have[1] + 1, want[1]) if m not in covered]
+    if gaps:
+        raise InputError(
+            f"Nothing was changed. Weaviate must be upgraded one minor version at a time, from {tag_of(live)} to "
+            f"{tag_of(target)}, and the catalog has no image for 1.{', 1.'.join(map(str, gaps))}: upgrade Weaviate "
+            "through those first (dify_weaviate_image), or use a Dify release whose Weaviate is one minor away."
+        )
+    return steps

@@ -10,12 +10,40 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings 
 API_ROUTES = ("/console/api", "/api", "/v1", "/files", "/mcp", "/triggers")
 
 
-def nginx_conf(s: Settings) -> str:
+# The headers of Dify's docker/nginx/proxy.conf. A location with a proxy_set_header of its own
+# inherits none of the server's (nginx semantics), so such a location repeats them.
+PROXY_HEADERS = (
+    "Host $host",
+    "X-Forwarded-For $proxy_add_x_forwarded_for",
+    "X-Forwarded-Proto $scheme",
+    "X-Forwarded-Port $server_port",
+)
+
+
+def _location(path: str, upstream: str, headers: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> str:
+    lines = [f"        location {path} {{", f"            proxy_pass {upstream};"]
+    if headers:
+        lines += [f"            proxy_set_header {h};" for h in (*headers, *PROXY_HEADERS)]
+    lines += [f"            {line};" for line in extra]
+    return "\n".join([*lines, "        }"]) + "\n"
+
+
+def nginx_conf(s: Settings, websocket: bool = False) -> str:
     """nginx in front of Dify, with the routes of Dify's docker compose (docker/nginx).
     nginx-unprivileged: runs as uid 101, listens on 8080, writes only to /tmp."""
-    api_locations = "".join(
-        f"        location {path} {{\n            proxy_pass http://dify-api:5001;\n        }}\n" for path in API_ROUTES
-    )
+    locations = "".join(_location(path, "http://dify-api:5001") for path in API_ROUTES)
+    # Plugin endpoints: the daemon builds the hook URL from this header.
+    locations += _location("/e/", "http://dify-plugin-daemon:5002", ("Dify-Hook-Url $scheme://$host$request_uri",))
+    if websocket:
+        # Workflow collaboration (Socket.IO), Dify 1.14 and later with dify_collaboration.
+        locations += _location(
+            "/socket.io/",
+            "http://dify-api-websocket:5001",
+            ("Upgrade $http_upgrade", 'Connection "upgrade"'),
+            ("proxy_cache_bypass $http_upgrade",),
+        )
+    locations += _location("/explore", "http://dify-web:3000") + _location("/", "http://dify-web:3000")
+    server_headers = "".join(f"    proxy_set_header {h};\n" for h in PROXY_HEADERS)
     return (
         "# nginx in front of Dify, with the routes of Dify's docker compose (docker/nginx).\n"
         "# nginx-unprivileged: runs as uid 101, listens on 8080, writes only to /tmp.\n"
@@ -40,10 +68,7 @@ def nginx_conf(s: Settings) -> str:
         "    uwsgi_temp_path /tmp/uwsgi_temp;\n"
         "    scgi_temp_path /tmp/scgi_temp;\n"
         "\n"
-        "    proxy_set_header Host $host;\n"
-        "    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
-        "    proxy_set_header X-Forwarded-Proto $scheme;\n"
-        "    proxy_set_header X-Forwarded-Port $server_port;\n"
+        f"{server_headers}"
         "    proxy_http_version 1.1;\n"
         "    proxy_buffering off;\n"
         "    proxy_read_timeout 3600s;\n"
@@ -57,33 +82,42 @@ def nginx_conf(s: Settings) -> str:
         "            access_log off;\n"
         '            return 200 "ok\\n";\n'
         "        }\n"
-        f"{api_locations}"
-        "        location /e/ {\n"
-        "            proxy_pass http://dify-plugin-daemon:5002;\n"
-        "            proxy_set_header Dify-Hook-Url $scheme://$host$request_uri;\n"
-        "        }\n"
-        "        location /explore {\n"
-        "            proxy_pass http://dify-web:3000;\n"
-        "        }\n"
-        "        location / {\n"
-        "            proxy_pass http://dify-web:3000;\n"
-        "        }\n"
+        f"{locations}"
         "    }\n"
         "}\n"
     )
+
+
+# Where squid logs: files on the logs volume. squid starts as root and drops to its proxy user,
+# which may not open the container's stdout and stderr (pipes of root): "FATAL: Cannot open
+# '/dev/stdout' for writing". The container's command prints the files (SQUID_COMMAND), as Dify's
+# docker/ssrf_proxy/docker-entrypoint.sh does.
+SQUID_LOGGING = "access_log stdio:/var/log/squid/access.log\ncache_log /var/log/squid/cache.log\ncache_store_log none\n"
+SQUID_COMMAND = [
+    "/bin/sh",
+    "-c",
+    "tail -qF -n 0 /var/log/squid/access.log 2>/dev/null & "
+    "tail -qF -n 0 /var/log/squid/cache.log >&2 2>/dev/null & "
+    "exec squid -f /etc/squid/squid.conf -NYC 1",
+]
+
+
+def _denied(s: Settings) -> str:
+    return "".join(f"acl denied_destinations dst {cidr}\n" for cidr in s.ssrf_proxy_denied_cidrs)
 
 
 def squid_conf(s: Settings) -> str:
     """The SSRF proxy (Dify's docker/ssrf_proxy): outbound requests of user code (sandbox) and of
     HTTP nodes and tools (api, worker) go through port 3128; port 8194 reverse-proxies to the
     sandbox."""
-    denied = "".join(f"acl denied_destinations dst {cidr}\n" for cidr in s.ssrf_proxy_denied_cidrs)
     deny_rule = (
-        "# Never towards cloud metadata and the other denied ranges (dify_ssrf_proxy_denied_cidrs).\n"
+        "# Never towards the private and special ranges, cloud metadata among them\n"
+        "# (dify_ssrf_proxy_denied_cidrs; Dify's hardened template denies the same).\n"
         "http_access deny denied_destinations\n"
         if s.ssrf_proxy_denied_cidrs
         else ""
     )
+    ports = " ".join(str(p) for p in s.ssrf_proxy_allowed_ports)
     return (
         "# The SSRF proxy (Dify's docker/ssrf_proxy): outbound requests of user code (sandbox) and of HTTP\n"
         "# nodes and tools (api, worker) go through port 3128. Port 8194 reverse-proxies to the sandbox.\n"
@@ -99,9 +133,10 @@ def squid_conf(s: Settings) -> str:
         "acl localnet src fe80::/10\n"
         "acl sandbox_accel myportname sandbox_accel\n"
         "acl SSL_ports port 443\n"
-        "acl Safe_ports port 80 21 443 70 210 1025-65535 280 488 591 777\n"
+        "# Only these destination ports (Dify's hardened squid.conf.template: 80 and 443).\n"
+        f"acl Safe_ports port {ports}\n"
         "acl CONNECT method CONNECT\n"
-        f"{denied}"
+        f"{_denied(s)}"
         "\n"
         "# The reverse-proxy port only ever goes to the sandbox.\n"
         "cache_peer_access sandbox allow sandbox_accel\n"
@@ -119,7 +154,46 @@ def squid_conf(s: Settings) -> str:
         "coredump_dir /var/spool/squid\n"
         "pid_filename /var/spool/squid/squid.pid\n"
         "cache deny all\n"
-        "access_log stdio:/dev/stdout\n"
-        "cache_log stdio:/dev/stderr\n"
-        "cache_store_log none\n"
+        "# Large request bodies (file uploads to tools, code runs through the sandbox port) as Dify's\n"
+        '# template allows them: "an error will occur when uploading more than two files" otherwise.\n'
+        "client_request_buffer_max_size 100 MB\n"
+        f"{SQUID_LOGGING}"
+    )
+
+
+def agent_squid_conf(s: Settings) -> str:
+    """The agent's SSRF proxy (Dify 1.16.1 and later, docker/ssrf_proxy/squid-agent.conf.template):
+    the only way out of the agent's local sandbox. It reaches the agent backend's stub API and the
+    api's /files, and the internet, never the private and special ranges."""
+    ports = " ".join(str(p) for p in s.ssrf_proxy_allowed_ports)
+    return (
+        "# The agent's SSRF proxy (Dify's docker/ssrf_proxy/squid-agent.conf.template): the local sandbox's\n"
+        "# only way out.\n"
+        "http_port 3128\n"
+        "\n"
+        "acl SSL_ports port 443\n"
+        f"acl Safe_ports port {ports}\n"
+        "acl CONNECT method CONNECT\n"
+        "acl to_agent_backend dstdomain -n dify-agent-backend\n"
+        "acl agent_backend_port port 5050\n"
+        "acl path_agent_stub urlpath_regex -i ^/agent-stub/\n"
+        "acl to_dify_api dstdomain -n dify-api\n"
+        "acl api_port port 5001\n"
+        "acl path_files urlpath_regex -i ^/files/\n"
+        f"{_denied(s)}"
+        "\n"
+        "# The agent stub and the api's files: the two places inside the cluster it may go.\n"
+        "http_access allow to_agent_backend agent_backend_port path_agent_stub\n"
+        "http_access allow to_dify_api api_port path_files\n"
+        "http_access deny !Safe_ports\n"
+        "http_access deny CONNECT !SSL_ports\n"
+        + ("http_access deny denied_destinations\n" if s.ssrf_proxy_denied_cidrs else "")
+        + "# Clients: only the local sandbox reaches this proxy (NetworkPolicy).\n"
+        "http_access allow all\n"
+        "\n"
+        "coredump_dir /var/spool/squid\n"
+        "pid_filename /var/spool/squid/squid.pid\n"
+        "cache deny all\n"
+        "client_request_buffer_max_size 100 MB\n"
+        f"{SQUID_LOGGING}"
     )

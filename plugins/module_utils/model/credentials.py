@@ -29,12 +29,26 @@ CREDENTIAL_VARIABLES = {
     "CODE_EXECUTION_API_KEY": "sandbox_api_key",
     "WEAVIATE_API_KEY": "weaviate_api_key",
 }
+# The agent's keys (Dify 1.16 and later), one Secret key per pair: agent DIFY_AGENT_API_TOKEN =
+# api/worker AGENT_BACKEND_API_TOKEN; agent DIFY_AGENT_SHELLCTL_AUTH_TOKEN (1.17:
+# DIFY_AGENT_LOCAL_SANDBOX_AUTH_TOKEN) = local sandbox SHELLCTL_AUTH_TOKEN; the agent's own root
+# secret for its stub tokens (unpadded base64url of 32 bytes, which the agent checks).
+AGENT_CREDENTIAL_VARIABLES = {
+    "AGENT_BACKEND_API_TOKEN": "agent_api_token",
+    "AGENT_SANDBOX_AUTH_TOKEN": "agent_sandbox_token",
+    "AGENT_SERVER_SECRET_KEY": "agent_server_secret_key",
+}
 # Entry points that write the Secret; the others only read what is stored.
 WRITING_ENTRY_POINTS = ("main", "manifests", "migrate_only")
 
 
 def random_hex() -> str:
     return secrets.token_hex(32)
+
+
+def random_base64url() -> str:
+    """32 random bytes, unpadded base64url (what the agent backend accepts as its server key)."""
+    return secrets.token_urlsafe(32)
 
 
 def random_admin_password() -> str:
@@ -72,6 +86,10 @@ class Credentials:
         }
         if s.files_storage == "s3":
             env.update(S3_ACCESS_KEY=s.s3_access_key, S3_SECRET_KEY=s.s3_secret_key)
+        if "AGENT_SERVER_SECRET_KEY" in v:
+            env.update({key: v[key] for key in AGENT_CREDENTIAL_VARIABLES})
+            # The agent keeps its runs in Redis database 2 (Dify's default for it).
+            env["AGENT_REDIS_URL"] = f"{scheme}://:{password}@{redis_host}:{s.redis_port}/2"
         return env
 
     def provider_fingerprint(self, s: Settings) -> str:
@@ -96,13 +114,22 @@ def decide(
     entry_point: str = "main",
     new_secret: Callable[[], str] = random_hex,
     new_admin_password: Callable[[], str] = random_admin_password,
+    agent: bool = False,
+    new_agent_key: Callable[[], str] = random_base64url,
 ) -> Credentials:
-    """Every credential, from the variables and the Secrets read before (decoded)."""
+    """Every credential, from the variables and the Secrets read before (decoded). The agent's keys
+    are decided for releases that run the agent (and kept in the Secret from then on)."""
     stored = stored or {}
     stored_provider = stored_provider or {}
     writing = entry_point in WRITING_ENTRY_POINTS
     values: dict[str, str] = {}
-    for key, var in CREDENTIAL_VARIABLES.items():
+    wanted = dict(CREDENTIAL_VARIABLES)
+    if agent or any(key in stored for key in AGENT_CREDENTIAL_VARIABLES):
+        wanted.update(AGENT_CREDENTIAL_VARIABLES)
+    for key, var in wanted.items():
+        if key == "AGENT_SERVER_SECRET_KEY" and writing:
+            values[key] = s.get(var) or stored.get(key) or new_agent_key()
+            continue
         given = s.get(var) or ""
         if not writing:
             values[key] = stored.get(key, "")

@@ -23,7 +23,7 @@ RESERVED_ENV = ("SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "MIGRATION_ENABLE
 INTERNET_CAPABLE = ("api", "worker", "beat", "web", "plugin-daemon", "nginx")
 RESOURCE_COMPONENTS = (
     "api", "worker", "beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy", "nginx", "postgres", "redis",
-    "weaviate", "migration", "tools",
+    "weaviate", "migration", "tools", "agent_backend", "agent_local_sandbox",
 )  # fmt: skip
 
 

@@ -36,6 +36,20 @@ FLOWS = (
     ),
     Flow("redis", (6379,), ("api", "worker", "beat", "plugin-daemon", names.MIGRATION)),
     Flow("weaviate", (8080, 50051), ("api", "worker")),
+    # The websocket process (workflow collaboration): users through nginx; its data like the api's.
+    Flow("api-websocket", (5001,), ("nginx",)),
+    Flow("postgres", (5432,), ("api-websocket",)),
+    Flow("redis", (6379,), ("api-websocket",)),
+    # The agent (1.16+): api and worker call the agent backend; it keeps runs in Redis, calls the
+    # plugin daemon, the api's inner API and drives its local sandbox. The local sandbox reaches
+    # nothing but its own SSRF proxy, which allows the agent stub and the api's /files and the
+    # internet (never the cluster's ranges nor link-local addresses).
+    Flow("agent-backend", (5050,), ("api", "worker", "agent-ssrf-proxy")),
+    Flow("redis", (6379,), ("agent-backend",)),
+    Flow("plugin-daemon", (5002,), ("agent-backend",)),
+    Flow("api", (5001,), ("agent-backend", "agent-ssrf-proxy")),
+    Flow("agent-local-sandbox", (5004,), ("agent-backend",)),
+    Flow("agent-ssrf-proxy", (3128,), ("agent-local-sandbox",)),
 )
 # Components that talk to external data services (dify_network_policy_extra_egress).
 DATA_CLIENTS = ("api", "worker", "beat", "plugin-daemon", names.MIGRATION, names.DB_TOOLS, names.STATUS_PROBE)
@@ -56,7 +70,7 @@ def policies(s: Settings, components: list[str], metadata: Any) -> list[dict[str
     """The default deny, then one policy per component with pods allowing exactly its flows.
 
     ``metadata(name, component)`` gives an object's metadata (names, namespace, labels)."""
-    internet = sorted(set(s.network_policy_internet_egress) | {"ssrf-proxy"})
+    internet = sorted(set(s.network_policy_internet_egress) | {"ssrf-proxy", "agent-ssrf-proxy"})
     internet_except = [*s.private_cidrs, LINK_LOCAL]
     out = [
         {

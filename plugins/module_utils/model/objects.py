@@ -20,6 +20,7 @@ from typing import Any
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import pod_template
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import configs, scripts
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.catalog import Release
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.credentials import (
     Credentials,
     provider_setup_enabled,
@@ -42,6 +43,8 @@ DEFAULT_RESOURCES: dict[str, dict[str, Any]] = {
     "redis": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
     "weaviate": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
     "tools": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+    "agent_backend": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+    "agent_local_sandbox": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
 }
 
 PROBE_DEFAULTS = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
@@ -57,6 +60,12 @@ RESTRICTED = {
 # as 101, postgres (alpine) as 70, redis (alpine) as 999, weaviate as 1000.
 DIFY_USER = {"runAsUser": 1001, "runAsGroup": 1001, "fsGroup": 1001, "runAsNonRoot": True}
 DATA_SERVICES = ("postgres", "redis", "weaviate")
+# The api's own variables (Dify's compose sets them on the api only): what Dify shows for remote
+# plugin debugging, the plugin daemon's debug port (kubectl port-forward svc/dify-plugin-daemon 5003).
+API_ONLY_ENV = [
+    {"name": "PLUGIN_REMOTE_INSTALL_HOST", "value": "localhost"},
+    {"name": "PLUGIN_REMOTE_INSTALL_PORT", "value": "5003"},
+]
 AUTOSCALABLE = ("api", "worker", "web", "sandbox")
 PROVIDER_SETUP_SCRIPT_FILE = "configure_providers.py"
 
@@ -131,9 +140,11 @@ class Builder:
         credentials: Credentials,
         assets: dict[str, str] | None = None,
         previous_tag: str = "",
+        release: Release | None = None,
     ) -> None:
         self.s = s
         self.previous_tag = previous_tag
+        self.release = release or Release(version=s.image_tag, line="", images=images)
         self.images = images
         self.creds = credentials
         self.assets = assets or {}
@@ -142,6 +153,17 @@ class Builder:
         self.autoscaled = list(AUTOSCALABLE) if s.autoscaling else []
         self.resources = _merge(DEFAULT_RESOURCES, s.resources)
         self.public_url = s.public_url.rstrip("/")
+        # Where users reach Dify, for the URLs Dify hands out to be called from outside (webhook
+        # triggers, plugin endpoints): the public URL, else the Ingress host, else the fixed
+        # LoadBalancer address, else what Dify's compose defaults to (http://localhost).
+        if self.public_url:
+            self.external_url = self.public_url
+        elif s.expose == "ingress" and s.ingress_host:
+            self.external_url = ("https://" if s.ingress_tls_secret else "http://") + s.ingress_host
+        elif s.expose == "loadbalancer" and s.loadbalancer_ip:
+            self.external_url = f"http://{s.loadbalancer_ip}"
+        else:
+            self.external_url = "http://localhost"
         self.db_host = names.workload("postgres") if s.postgres_enabled else s.db_host
         self.redis_host = names.workload("redis") if s.redis_enabled else s.redis_host
         self.provider_setup = provider_setup_enabled(s)
@@ -173,7 +195,7 @@ class Builder:
             "APP_API_URL": url,
             "APP_WEB_URL": url,
             "FILES_URL": url,
-            "TRIGGER_URL": url,
+            "TRIGGER_URL": self.external_url,
             "INTERNAL_FILES_URL": "http://dify-api:5001",
             "DB_TYPE": "postgresql",
             "DB_USERNAME": s.db_username,
@@ -197,6 +219,10 @@ class Builder:
             "PLUGIN_DAEMON_URL": "http://dify-plugin-daemon:5002",
             "PLUGIN_DIFY_INNER_API_URL": "http://dify-api:5001",
             "PLUGIN_MAX_PACKAGE_SIZE": "52428800",
+            "ENDPOINT_URL_TEMPLATE": self.external_url + "/e/{hook_id}",
+            # Dify's compose values (the api entrypoint would fall back to 200 s and one worker).
+            "GUNICORN_TIMEOUT": "360",
+            "CELERY_WORKER_AMOUNT": "4",
             "MARKETPLACE_ENABLED": str(s.marketplace_enabled).lower(),
             "MARKETPLACE_API_URL": "https://marketplace.dify.ai",
         }
@@ -210,15 +236,28 @@ class Builder:
                 S3_REGION=s.s3_region,
                 S3_USE_AWS_MANAGED_IAM=str(s.s3_use_aws_managed_iam).lower(),
             )
+        if self.release.has("agent-backend"):
+            env["AGENT_BACKEND_BASE_URL"] = "http://dify-agent-backend:5050"
+        if self.release.has("api-websocket"):
+            env["ENABLE_COLLABORATION_MODE"] = "true"
         env.update({k: str(v) for k, v in s.extra_env.items()})
         return env
 
     def config_maps(self) -> list[dict[str, Any]]:
         out = [
             self.config_map(names.SHARED_ENV, "config", self.shared_env()),
-            self.config_map(names.NGINX_CONFIG, "nginx", {"nginx.conf": configs.nginx_conf(self.s)}),
+            self.config_map(
+                names.NGINX_CONFIG,
+                "nginx",
+                {"nginx.conf": configs.nginx_conf(self.s, self.release.has("api-websocket"))},
+            ),
             self.config_map(names.SSRF_PROXY_CONFIG, "ssrf-proxy", {"squid.conf": configs.squid_conf(self.s)}),
         ]
+        if self.release.has("agent-ssrf-proxy"):
+            out.append(
+                self.config_map(names.AGENT_SSRF_PROXY_CONFIG, "agent-ssrf-proxy",
+                                {"squid.conf": configs.agent_squid_conf(self.s)})
+            )  # fmt: skip
         if self.s.postgres_enabled:
             # Runs once, when the data volume is initialised: the plugin daemon's own database.
             sql = f'CREATE DATABASE "{self.s.db_plugin_database}";\n'
@@ -292,6 +331,10 @@ class Builder:
             out.append(
                 self.claim(names.BACKUPS_PVC, "backups", "ReadWriteOnce", s.storage_class, s.backup_storage_size)
             )
+        if self.release.has("agent-local-sandbox") and self.release.agent_volumes:
+            for claim in (names.AGENT_HOME_PVC, names.AGENT_WORKSPACE_PVC):
+                out.append(self.claim(claim, "agent-local-sandbox", "ReadWriteOnce", s.storage_class,
+                                      s.agent_storage_size))  # fmt: skip
         return out
 
     def claim(self, name: str, component: str, mode: str, storage_class: str, size: str) -> dict[str, Any]:
@@ -361,9 +404,10 @@ class Builder:
         """envFrom of every container that runs Dify's api image."""
         return [{"configMapRef": {"name": names.SHARED_ENV}}, {"secretRef": {"name": names.CREDENTIALS}}]
 
-    def api_workload(self, name: str, **extra: Any) -> Workload:
-        """api, worker and beat: the api image with the shared environment and the files volume."""
-        volumes, mounts = self.files_volume() if name != "beat" else ([], [])
+    def api_workload(self, name: str, files: bool = True, **extra: Any) -> Workload:
+        """api, worker, beat and the websocket process: the api image with the shared environment
+        and (not beat, not the websocket process) the files volume."""
+        volumes, mounts = self.files_volume() if files else ([], [])
         fields: dict[str, Any] = dict(
             name=name,
             image=self.images["api"],
@@ -378,7 +422,7 @@ class Builder:
     def api_pod(self) -> dict[str, Any]:
         """The pod every Job of the api image starts from: the api Deployment's pod without what
         serves traffic (ports, probes, spreading) and without MODE (Jobs set their command)."""
-        w = self.api_workload("api")
+        w = self.api_workload("api", env=copy.deepcopy(API_ONLY_ENV))
         return {
             "metadata": {"labels": names.labels("api")},
             "spec": self.pod_spec(w.pod_security, [self.container(w)], w.volumes),
@@ -412,7 +456,7 @@ class Builder:
             self.api_workload(
                 "api",
                 replicas=replica["api"],
-                env=[{"name": "MODE", "value": "api"}],
+                env=[{"name": "MODE", "value": "api"}, *API_ONLY_ENV],
                 ports=[{"name": "http", "containerPort": 5001}],
                 service_ports=[{"name": "http", "port": 5001, "targetPort": "http"}],
                 **http_probes,
@@ -421,9 +465,12 @@ class Builder:
                 "worker",
                 replicas=replica["worker"],
                 env=[{"name": "MODE", "value": "worker"}],
-                # A worker that stops answering its broker's ping is stuck; restart it.
+                # A worker that stops answering its broker's ping is stuck; restart it. With Dify's light
+                # check where the image has it (api/celery_healthcheck.py, what Dify's compose uses: the
+                # broker settings without importing the whole app), else through celery_entrypoint.
                 liveness=_shell(
-                    'celery -A celery_entrypoint.celery inspect ping -d "celery@$HOSTNAME" --timeout 20',
+                    "app=celery_entrypoint; [ -f celery_healthcheck.py ] && app=celery_healthcheck; "
+                    'exec celery -A "$app.celery" inspect ping -d "celery@$HOSTNAME" --timeout 20',
                     initialDelaySeconds=60,
                     periodSeconds=60,
                     timeoutSeconds=40,
@@ -433,6 +480,7 @@ class Builder:
             # Exactly one beat: two would schedule every periodic task twice.
             self.api_workload(
                 "beat",
+                files=False,
                 env=[{"name": "MODE", "value": "beat"}],
                 # beat is useless without its broker; report (and after a while restart) when unreachable.
                 liveness=_shell(
@@ -488,13 +536,16 @@ class Builder:
                 service_ports=[{"name": "http", "port": 8194, "targetPort": "http"}],
                 readiness=_http("/health"),
                 liveness=_http("/health", periodSeconds=30),
-                volumes=[{"name": "dependencies", "emptyDir": {}}],
-                mounts=[{"name": "dependencies", "mountPath": "/dependencies"}],
+                # No volume over /dependencies: the image's python-requirements.txt is there (Dify's
+                # compose mounts a directory that has the file; an emptyDir would hide it). It runs user
+                # code as another uid and kills it on timeout: KILL (another uid's process) besides the
+                # rest; baseline Pod Security allows them all (Docker's default set, which Dify's
+                # compose relies on, has them).
                 security={
                     "allowPrivilegeEscalation": False,
                     "capabilities": {
                         "drop": ["ALL"],
-                        "add": ["SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "DAC_OVERRIDE", "FOWNER"],
+                        "add": ["SETUID", "SETGID", "SYS_CHROOT", "CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL"],
                     },
                     "seccompProfile": dict(RUNTIME_DEFAULT),
                 },
@@ -538,38 +589,14 @@ class Builder:
                     "capabilities": {"drop": ["ALL"]},
                     "seccompProfile": dict(RUNTIME_DEFAULT),
                 },
+                # The image runs as root (no USER in its Dockerfile), here without capabilities: root may
+                # then write only what it owns or its group may write. fsGroup 0 makes the volume the
+                # group's whoever wrote it; OnRootMismatch keeps restarts from walking every plugin file.
+                pod_security={"fsGroup": 0, "fsGroupChangePolicy": "OnRootMismatch"},
                 # One replica on a ReadWriteOnce volume: the old pod must go before the new one mounts it.
                 strategy={"type": "Recreate"},
             ),
-            # squid starts as root and drops to its proxy user.
-            Workload(
-                name="ssrf-proxy",
-                image=self.images["ssrf_proxy"],
-                replicas=replica["ssrf-proxy"],
-                command=["squid", "-f", "/etc/squid/squid.conf", "-NYC", "1"],
-                ports=[{"name": "proxy", "containerPort": 3128}, {"name": "sandbox", "containerPort": 8194}],
-                service_ports=[
-                    {"name": "proxy", "port": 3128, "targetPort": "proxy"},
-                    {"name": "sandbox", "port": 8194, "targetPort": "sandbox"},
-                ],
-                readiness={"tcpSocket": {"port": "proxy"}},
-                liveness={"tcpSocket": {"port": "proxy"}, "periodSeconds": 30},
-                volumes=[
-                    {"name": "config", "configMap": {"name": names.SSRF_PROXY_CONFIG}},
-                    {"name": "spool", "emptyDir": {}},
-                    {"name": "logs", "emptyDir": {}},
-                ],
-                mounts=[
-                    {"name": "config", "mountPath": "/etc/squid/squid.conf", "subPath": "squid.conf"},
-                    {"name": "spool", "mountPath": "/var/spool/squid"},
-                    {"name": "logs", "mountPath": "/var/log/squid"},
-                ],
-                security={
-                    "allowPrivilegeEscalation": False,
-                    "capabilities": {"drop": ["ALL"], "add": ["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER"]},
-                    "seccompProfile": dict(RUNTIME_DEFAULT),
-                },
-            ),
+            self.ssrf_proxy_workload("ssrf-proxy", names.SSRF_PROXY_CONFIG, replicas=replica["ssrf-proxy"]),
             Workload(
                 name="nginx",
                 image=self.images["nginx"],
@@ -589,7 +616,144 @@ class Builder:
                 security=dict(copy.deepcopy(RESTRICTED), readOnlyRootFilesystem=True),
             ),
         ]
+        workloads += self.release_workloads()
         return workloads
+
+    def release_workloads(self) -> list[Workload]:
+        """What newer releases add: the websocket process (workflow collaboration, 1.14, opt-in),
+        the agent backend, its local sandbox and the sandbox's SSRF proxy (1.16)."""
+        r, out = self.release, []
+        if r.has("api-websocket"):
+            out.append(
+                self.api_workload(
+                    "api-websocket",
+                    files=False,
+                    resources="api",
+                    env=[
+                        {"name": "MODE", "value": "api"},
+                        {"name": "SERVER_WORKER_AMOUNT", "value": "1"},
+                        {
+                            "name": "SERVER_WORKER_CLASS",
+                            "value": "geventwebsocket.gunicorn.workers.GeventWebSocketWorker",
+                        },
+                        {"name": "GUNICORN_TIMEOUT", "value": "360"},
+                    ],
+                    ports=[{"name": "http", "containerPort": 5001}],
+                    service_ports=[{"name": "http", "port": 5001, "targetPort": "http"}],
+                    readiness=_http("/health"),
+                    liveness=_http("/health", periodSeconds=30, timeoutSeconds=10),
+                    startup=_http("/health", periodSeconds=5, failureThreshold=60),
+                )
+            )
+        if r.has("agent-backend"):
+            legacy = r.agent_env == "shellctl"  # 1.16 names; 1.17 renamed them (the old ones still work)
+            sandbox_endpoint = "DIFY_AGENT_SHELLCTL_ENTRYPOINT" if legacy else "DIFY_AGENT_LOCAL_SANDBOX_ENDPOINT"
+            sandbox_token = "DIFY_AGENT_SHELLCTL_AUTH_TOKEN" if legacy else "DIFY_AGENT_LOCAL_SANDBOX_AUTH_TOKEN"
+            env = [
+                _secret_ref("DIFY_AGENT_REDIS_URL", "AGENT_REDIS_URL"),
+                {"name": "DIFY_AGENT_PLUGIN_DAEMON_URL", "value": "http://dify-plugin-daemon:5002"},
+                _secret_ref("DIFY_AGENT_PLUGIN_DAEMON_API_KEY", "PLUGIN_DAEMON_KEY"),
+                {"name": "DIFY_AGENT_INNER_API_URL", "value": "http://dify-api:5001"},
+                _secret_ref("DIFY_AGENT_INNER_API_KEY", "INNER_API_KEY_FOR_PLUGIN"),
+                {"name": sandbox_endpoint, "value": "http://dify-agent-local-sandbox:5004"},
+                _secret_ref(sandbox_token, "AGENT_SANDBOX_AUTH_TOKEN"),
+                {"name": "DIFY_AGENT_STUB_API_BASE_URL", "value": "http://dify-agent-backend:5050/agent-stub"},
+                _secret_ref("DIFY_AGENT_SERVER_SECRET_KEY", "AGENT_SERVER_SECRET_KEY"),
+            ]
+            if r.agent_api_token:
+                env.append(_secret_ref("DIFY_AGENT_API_TOKEN", "AGENT_BACKEND_API_TOKEN"))
+            if not legacy:
+                env += [
+                    {"name": "DIFY_AGENT_RUNTIME_BACKEND", "value": "local"},
+                    {"name": "DIFY_AGENT_SANDBOX_FILES_BASE_URL", "value": "http://dify-api:5001"},
+                ]
+            out.append(
+                Workload(
+                    name="agent-backend",
+                    image=self.images["agent_backend"],
+                    env=env,
+                    ports=[{"name": "http", "containerPort": 5050}],
+                    service_ports=[{"name": "http", "port": 5050, "targetPort": "http"}],
+                    readiness={"tcpSocket": {"port": "http"}},
+                    liveness={"tcpSocket": {"port": "http"}, "periodSeconds": 30},
+                    # The image's user dify (uid 1001, dify-agent/Dockerfile).
+                    pod_security=dict(DIFY_USER),
+                )
+            )
+        if r.has("agent-local-sandbox"):
+            env = [_secret_ref("SHELLCTL_AUTH_TOKEN", "AGENT_SANDBOX_AUTH_TOKEN")]
+            if r.has("agent-ssrf-proxy"):
+                # Its only way out: the agent SSRF proxy (which also reaches the agent stub and /files).
+                env += [{"name": "HTTP_PROXY", "value": "http://dify-agent-ssrf-proxy:3128"},
+                        {"name": "HTTPS_PROXY", "value": "http://dify-agent-ssrf-proxy:3128"}]  # fmt: skip
+            if r.agent_volumes:
+                volumes = [
+                    {"name": "home", "persistentVolumeClaim": {"claimName": names.AGENT_HOME_PVC}},
+                    {"name": "workspace", "persistentVolumeClaim": {"claimName": names.AGENT_WORKSPACE_PVC}},
+                ]
+            else:  # before 1.17 the home and the workspace lived as long as the container
+                volumes = [{"name": "home", "emptyDir": {}}, {"name": "workspace", "emptyDir": {}}]
+            out.append(
+                Workload(
+                    name="agent-local-sandbox",
+                    image=self.images["agent_local_sandbox"],
+                    env=env,
+                    ports=[{"name": "http", "containerPort": 5004}],
+                    service_ports=[{"name": "http", "port": 5004, "targetPort": "http"}],
+                    readiness=_http("/healthz"),
+                    liveness=_http("/healthz", periodSeconds=30),
+                    volumes=volumes,
+                    mounts=[
+                        {"name": "home", "mountPath": "/home/dify"},
+                        {"name": "workspace", "mountPath": "/workspace"},
+                    ],
+                    # The image's user dify, created first in a Debian image: uid 1000 (useradd, no fixed uid).
+                    pod_security={"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "runAsNonRoot": True},
+                    strategy={"type": "Recreate"},
+                )
+            )
+        if r.has("agent-ssrf-proxy"):
+            proxy = self.ssrf_proxy_workload("agent-ssrf-proxy", names.AGENT_SSRF_PROXY_CONFIG, sandbox_port=False)
+            out.append(proxy)
+        return out
+
+    def ssrf_proxy_workload(self, name: str, config: str, replicas: int = 1, sandbox_port: bool = True) -> Workload:
+        """squid, the SSRF proxy of user code (and, with sandbox_port, the reverse proxy to the
+        sandbox); the agent's sandbox has one of its own. squid starts as root and drops to its
+        proxy user."""
+        ports = [{"name": "proxy", "containerPort": 3128}]
+        service_ports = [{"name": "proxy", "port": 3128, "targetPort": "proxy"}]
+        if sandbox_port:
+            ports.append({"name": "sandbox", "containerPort": 8194})
+            service_ports.append({"name": "sandbox", "port": 8194, "targetPort": "sandbox"})
+        return Workload(
+            name=name,
+            image=self.images["ssrf_proxy"],
+            resources="ssrf_proxy",
+            replicas=replicas,
+            # squid logs to files (configs.SQUID_LOGGING); the command prints them as the container's
+            # output, squid stays the first process (signals, exit code).
+            command=list(configs.SQUID_COMMAND),
+            ports=ports,
+            service_ports=service_ports,
+            readiness={"tcpSocket": {"port": "proxy"}},
+            liveness={"tcpSocket": {"port": "proxy"}, "periodSeconds": 30},
+            volumes=[
+                {"name": "config", "configMap": {"name": config}},
+                {"name": "spool", "emptyDir": {}},
+                {"name": "logs", "emptyDir": {}},
+            ],
+            mounts=[
+                {"name": "config", "mountPath": "/etc/squid/squid.conf", "subPath": "squid.conf"},
+                {"name": "spool", "mountPath": "/var/spool/squid"},
+                {"name": "logs", "mountPath": "/var/log/squid"},
+            ],
+            security={
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"], "add": ["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE", "FOWNER"]},
+                "seccompProfile": dict(RUNTIME_DEFAULT),
+            },
+        )
 
     def statefulsets(self) -> list[Workload]:
         s, out = self.s, []
@@ -884,6 +1048,14 @@ class Builder:
             for w in workloads
             if w.name in self.autoscaled
         ]
+
+    def weaviate_step(self, image: str, model: dict[str, Any]) -> dict[str, Any]:
+        """The Weaviate StatefulSet with an intermediate image, for stepping one minor at a time."""
+        sts = next(o for o in model["objects"]["data"] if o["kind"] == "StatefulSet"
+                   and o["metadata"]["name"] == names.workload("weaviate"))  # fmt: skip
+        step = copy.deepcopy(sts)
+        step["spec"]["template"]["spec"]["containers"][0]["image"] = image
+        return step
 
     # ------------------------------------------------------------------ Jobs
     def jobs(self) -> dict[str, dict[str, Any]]:

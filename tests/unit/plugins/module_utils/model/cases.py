@@ -6,14 +6,20 @@ import base64
 import itertools
 from typing import Any
 
+import yaml
+
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import build
 
 ASSETS = {"configure_providers.py": "# the provider setup script (tests: a stand-in)\n"}
 LOCAL = {"dify_storage_class": "kwok-volume", "dify_files_storage_class": "kwok-files"}
 
 CASES: dict[str, dict[str, Any]] = {
-    # A first install with the defaults (and the local cluster's storage classes).
+    # A first install with the defaults (the newest release; the local cluster's storage classes).
     "default": {"inventory": {}, "existing": {}},
+    # The release of the original deploy script, as it installed before the catalog.
+    "release-1.11": {"inventory": {"dify_image_tag": "1.11.4"}, "existing": {}},
+    # 1.16.0: the agent without its SSRF proxy and API token (1.16.1 brought them), with collaboration.
+    "release-1.16.0": {"inventory": {"dify_image_tag": "1.16.0", "dify_collaboration": True}, "existing": {}},
     # High availability, autoscaling, an Ingress with TLS and a public URL.
     "ha": {
         "inventory": {
@@ -126,6 +132,13 @@ def counter() -> Any:
     return lambda: f"generated-{next(numbers):04d}-" + "0" * 48
 
 
+def releases() -> dict[str, Any]:
+    """The release catalog the role ships."""
+    from role_settings import ROLE
+
+    return yaml.safe_load((ROLE / "vars" / "releases.yml").read_text())
+
+
 def prepare(case: str, entry_point: str = "main", existing: dict[str, Any] | None = None, **more: Any) -> dict:
     """The model of a case, with more variables or more of the cluster's state."""
     from role_settings import params
@@ -137,6 +150,8 @@ def prepare(case: str, entry_point: str = "main", existing: dict[str, Any] | Non
         entry_point,
         reader({**spec["existing"], **(existing or {})}),
         assets=ASSETS,
+        releases=releases(),
         new_secret=counter(),
+        new_agent_key=lambda: "generated-agent-key-" + "A" * 23,
         new_admin_password=lambda: "Dify1-generated-admin-password",
     )

@@ -1,0 +1,132 @@
+"""Every current Dify release through the real playbooks (issue "Every current Dify release"): the
+upgrade chain 1.11.4 -> 1.13.3 -> 1.17.1 in one namespace, refusals before any change, the
+objects of every catalogued release accepted by the apiserver, the agent's keys kept."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOG = yaml.safe_load((ROOT / "roles/dify/vars/releases.yml").read_text())
+SUPPORTED = ["1.11.4", "1.12.1", "1.13.3", "1.14.2", "1.15.0", "1.16.1", "1.17.1"]
+KINDS = "deployments,statefulsets,services,configmaps,secrets,persistentvolumeclaims,networkpolicies,jobs"
+
+
+def images(cluster: Cluster, namespace: str) -> dict[str, str]:
+    found = {}
+    for kind in ("deployments", "statefulsets"):
+        for obj in cluster.get(kind, namespace=namespace)["items"]:
+            found[obj["metadata"]["name"]] = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+    return found
+
+
+def expected(version: str) -> dict[str, str]:
+    line = CATALOG["lines"][".".join(version.split(".")[:2])]
+    want = {"dify-api": f"langgenius/dify-api:{version}", "dify-worker": f"langgenius/dify-api:{version}",
+            "dify-beat": f"langgenius/dify-api:{version}", "dify-web": f"langgenius/dify-web:{version}",
+            "dify-sandbox": line["images"]["sandbox"], "dify-plugin-daemon": line["images"]["plugin_daemon"],
+            "dify-weaviate": line["images"]["weaviate"], "dify-postgres": CATALOG["common"]["images"]["postgres"],
+            "dify-redis": CATALOG["common"]["images"]["redis"], "dify-nginx": CATALOG["common"]["images"]["nginx"],
+            "dify-ssrf-proxy": CATALOG["common"]["images"]["ssrf_proxy"]}  # fmt: skip
+    if "agent-backend" in line["components"]:
+        want["dify-agent-backend"] = line["images"]["agent_backend"].replace("{version}", version)
+        want["dify-agent-local-sandbox"] = line["images"]["agent_local_sandbox"].replace("{version}", version)
+        want["dify-agent-ssrf-proxy"] = CATALOG["common"]["images"]["ssrf_proxy"]
+    return want
+
+
+def versions(cluster: Cluster, namespace: str) -> dict[str, str]:
+    items = json.loads(cluster.kubectl("get", KINDS, "-n", namespace, "-o", "json").stdout)["items"]
+    return {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"] for o in items}
+
+
+def secret(cluster: Cluster, namespace: str) -> dict[str, str]:
+    data = cluster.get("secret", "dify-credentials", namespace)["data"]
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def test_the_upgrade_chain_from_1_11_to_1_17_and_the_refusals_after_it(cluster, namespace, ansible, pod_logs):
+    pod_logs("BACKUP dify_chain_backup_20261201T000000Z\nINFO  [alembic.runtime.migration] Running upgrade a -> b, x",
+             containers=("api", "db-tools"))  # fmt: skip
+    previous = None
+    for version in ("1.11.4", "1.13.3", "1.17.1"):
+        run = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": version})
+        assert run.rc == 0, run.stdout[-4000:]
+        assert images(cluster, namespace) == expected(version), version
+        job = cluster.get("job", "dify-db-migration", namespace)
+        assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"langgenius/dify-api:{version}"
+        api_sets = [
+            rs
+            for rs in cluster.get("replicasets", namespace=namespace)["items"]
+            if rs["spec"]["template"]["spec"]["containers"][0]["image"] == f"langgenius/dify-api:{version}"
+        ]
+        done = job["status"]["completionTime"]
+        assert api_sets and all(done <= rs["metadata"]["creationTimestamp"] for rs in api_sets), "migration first"
+        if previous:
+            backup = cluster.get("job", "dify-db-backup", namespace)
+            env = {e["name"]: e.get("value") for e in backup["spec"]["template"]["spec"]["containers"][0]["env"]}
+            assert env["FROM_TAG"] == previous and env["TO_TAG"] == version
+            assert backup["status"]["completionTime"] <= job["metadata"]["creationTimestamp"]
+        again = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": version})
+        assert again.rc == 0 and again.changed == 0, version
+        previous = version
+
+    # 1.17.1: Weaviate went from 1.27 to 1.39 one minor at a time; the agent runs with its keys.
+    steps = run.result("Step Weaviate through " + ", ".join(
+        ["1.28.16", "1.29.11", "1.30.23", "1.31.22", "1.32.27", "1.33.18", "1.34.20", "1.35.23", "1.36.23", "1.37.14",
+         "1.38.9"]))  # fmt: skip
+    assert [r["item"]["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+            for r in steps["results"]][:2] == ["1.28.16", "1.29.11"]  # fmt: skip
+    keys = secret(cluster, namespace)
+    assert {"AGENT_BACKEND_API_TOKEN", "AGENT_SANDBOX_AUTH_TOKEN", "AGENT_SERVER_SECRET_KEY"} <= set(keys)
+    agent = cluster.get("deployment", "dify-agent-backend", namespace)["spec"]["template"]["spec"]["containers"][0]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in agent["env"] if "valueFrom" in e}
+    assert refs["DIFY_AGENT_API_TOKEN"] == "AGENT_BACKEND_API_TOKEN"
+    for name in ("dify-agent-backend", "dify-agent-local-sandbox", "dify-agent-ssrf-proxy"):
+        assert cluster.get("networkpolicy", name, namespace) is not None, name
+
+    # Refused before any change: a downgrade below the migrated release, a line nobody catalogued.
+    before = versions(cluster, namespace)
+    job_uid = cluster.get("job", "dify-db-migration", namespace)["metadata"]["uid"]
+    for version, words in (("1.13.3", "dify_image_tag 1.13.3 is older than 1.17.1"),
+                           ("1.99.0", "dify_image_tag 1.99.0 is of release line 1.99")):  # fmt: skip
+        refused = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": version})
+        assert refused.rc != 0
+        message = " ".join(r.get("msg", "") for r in refused.failed_results)
+        assert words in message, message
+        assert versions(cluster, namespace) == before, f"{version} changed the cluster"
+        assert cluster.get("job", "dify-db-migration", namespace)["metadata"]["uid"] == job_uid
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_the_objects_of_every_catalogued_release_pass_strict_validation(cluster, namespace, ansible, tmp_path, version):
+    out = tmp_path / "manifests"
+    extra = {"dify_collaboration": True} if version >= "1.14" else {}
+    run = ansible("playbooks/manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out),
+                                              "dify_image_tag": version, **extra})  # fmt: skip
+    assert run.rc == 0, run.stdout[-3000:]
+    for f in sorted(out.glob("*.yaml")):
+        result = cluster.kubectl("create", "--dry-run=server", "--validate=strict", "-f", str(f), check=False)
+        assert result.returncode == 0 or "already exists" in result.stderr, f"{version} {f.name}: {result.stderr}"
+        assert "unknown field" not in result.stderr, result.stderr
+
+
+def test_uninstall_and_reinstall_of_1_17_keeps_the_data_and_every_key(cluster, namespace, ansible):
+    assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
+    keys = secret(cluster, namespace)
+    claims = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.get("pvc", namespace=namespace)["items"]}
+    assert {"dify-agent-local-sandbox-home", "dify-agent-local-sandbox-workspace"} <= set(claims)
+    assert ansible("playbooks/uninstall.yml", {"dify_namespace": namespace}).rc == 0
+    assert cluster.get("deployment", "dify-agent-backend", namespace) is None
+    back = ansible("site.yml", {"dify_namespace": namespace})
+    assert back.rc == 0, back.stdout[-3000:]
+    assert secret(cluster, namespace) == keys
+    assert {
+        p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.get("pvc", namespace=namespace)["items"]
+    } == claims

@@ -1,0 +1,193 @@
+"""The release catalog and the upgrade rules: every line complete, the companions of each release,
+refusals where Dify cannot go (downgrades, unknown lines), Weaviate one minor at a time."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cases import prepare, releases
+from role_settings import params
+
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import catalog
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
+
+SUPPORTED = ["1.11.4", "1.12.1", "1.13.3", "1.14.2", "1.15.0", "1.16.1", "1.17.1"]
+
+
+def settings(**inventory) -> Settings:
+    return Settings(params(**inventory))
+
+
+def record(version: str) -> dict:
+    return {"image": f"langgenius/dify-api:{version}", "job": "dify-db-migration", "completed_at": "t"}
+
+
+def test_every_line_has_every_field_and_a_source_for_each_image():
+    data = releases()
+    assert sorted(data["lines"], key=catalog.version_tuple) == ["1.11", "1.12", "1.13", "1.14", "1.15", "1.16", "1.17"]
+    for line, entry in data["lines"].items():
+        missing = [f for f in catalog.LINE_FIELDS if f not in entry]
+        assert not missing, f"{line} lacks {missing}"
+        for image in catalog.LINE_IMAGES:
+            assert entry["images"].get(image), f"{line} has no {image} image"
+            assert entry["sources"].get(image), f"{line}: {image} cites no source"
+        assert all(catalog.line_of(p) == line for p in entry["patches"]), line
+        assert line in entry["upgrade_from"], f"{line} must allow its own patches"
+        assert set(entry["components"]) <= {"api-websocket", *catalog.AGENT_COMPONENTS}, line
+    for image in data["common"]["images"]:
+        assert data["common"]["sources"].get(image), image
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_every_supported_release_resolves_to_catalogued_images(version):
+    release = catalog.resolve(settings(dify_image_tag=version), releases())
+    assert release.known and release.notices == []
+    assert release.images["api"] == f"langgenius/dify-api:{version}"
+    assert release.images["web"] == f"langgenius/dify-web:{version}"
+    assert all(":" in image for image in release.images.values())
+
+
+def test_the_original_release_keeps_its_companions():
+    release = catalog.resolve(settings(dify_image_tag="1.11.4"), releases())
+    assert release.images["sandbox"] == "langgenius/dify-sandbox:0.2.12"
+    assert release.images["plugin_daemon"] == "langgenius/dify-plugin-daemon:0.5.2-local"
+    assert release.images["weaviate"] == "semitechnologies/weaviate:1.27.0"
+    assert release.components == []
+
+
+def test_the_agent_arrives_with_1_16_and_its_proxy_and_token_with_1_16_1():
+    early = catalog.resolve(settings(dify_image_tag="1.16.0"), releases())
+    assert early.components == ["agent-backend", "agent-local-sandbox"] and not early.agent_api_token
+    later = catalog.resolve(settings(dify_image_tag="1.16.1"), releases())
+    assert later.components == ["agent-backend", "agent-local-sandbox", "agent-ssrf-proxy"] and later.agent_api_token
+    assert later.images["agent_backend"] == "langgenius/dify-agent-backend:1.16.1"
+    off = catalog.resolve(settings(dify_image_tag="1.16.1", dify_agent=False), releases())
+    assert off.components == [] and "agent_backend" not in off.images
+
+
+def test_collaboration_needs_a_release_with_the_websocket_process():
+    on = catalog.resolve(settings(dify_image_tag="1.14.2", dify_collaboration=True), releases())
+    assert on.components == ["api-websocket"]
+    with pytest.raises(InputError, match=r"dify_collaboration is set, but Dify 1\.13\.3"):
+        catalog.resolve(settings(dify_image_tag="1.13.3", dify_collaboration=True), releases())
+
+
+def test_an_unknown_patch_of_a_known_line_runs_with_the_lines_companions_and_says_so():
+    release = catalog.resolve(settings(dify_image_tag="1.17.2"), releases())
+    assert release.images["plugin_daemon"] == "langgenius/dify-plugin-daemon:0.6.10-local"
+    assert "1.17.2 is not a catalogued patch of 1.17" in release.notices[0]
+
+
+@pytest.mark.parametrize("version", ["1.18.0", "1.99.0"])
+def test_an_unknown_line_is_refused_naming_dify_image_tag(version):
+    with pytest.raises(InputError, match=f"dify_image_tag {version} is of release line"):
+        catalog.resolve(settings(dify_image_tag=version), releases())
+
+
+def test_an_unknown_line_runs_when_allowed_and_every_companion_is_set():
+    with pytest.raises(InputError, match="dify_sandbox_image, dify_plugin_daemon_image, dify_weaviate_image"):
+        catalog.resolve(settings(dify_image_tag="1.18.0", dify_allow_unlisted_release=True), releases())
+    given = {
+        "dify_sandbox_image": "langgenius/dify-sandbox:0.3.0",
+        "dify_plugin_daemon_image": "langgenius/dify-plugin-daemon:0.7.0-local",
+        "dify_weaviate_image": "semitechnologies/weaviate:1.39.0",
+        "dify_agent_backend_image": "langgenius/dify-agent-backend:1.18.0",
+        "dify_agent_local_sandbox_image": "langgenius/dify-agent-local-sandbox:1.18.0",
+    }
+    release = catalog.resolve(settings(dify_image_tag="1.18.0", dify_allow_unlisted_release=True, **given), releases())
+    assert release.images["sandbox"] == "langgenius/dify-sandbox:0.3.0" and not release.known
+    assert "not in the catalog" in release.notices[0]
+
+
+def test_a_companion_image_you_set_wins_and_the_run_says_where_it_differs():
+    release = catalog.resolve(settings(dify_image_tag="1.13.3", dify_sandbox_image="my/sandbox:1"), releases())
+    assert release.images["sandbox"] == "my/sandbox:1"
+    assert release.notices == ["dify_sandbox_image my/sandbox:1 replaces the catalog's langgenius/dify-sandbox:0.2.13 "
+                               "for 1.13.3."]  # fmt: skip
+
+
+def test_a_downgrade_below_the_migrated_release_is_refused_pointing_at_restore():
+    backups = {"dify_1.13.3_to_1.17.1_20261201T100000Z": {"from": "1.13.3", "to": "1.17.1"}}
+    with pytest.raises(InputError) as failure:
+        catalog.resolve(settings(dify_image_tag="1.13.3"), releases(), record("1.17.1"), backups=backups)
+    message = str(failure.value)
+    assert "dify_image_tag 1.13.3 is older than 1.17.1" in message
+    assert "playbooks/restore.yml" in message and "dify_1.13.3_to_1.17.1_20261201T100000Z" in message
+    # A newer patch, the same version, an upgrade: fine.
+    for version in ("1.17.1", "1.17.2"):
+        catalog.resolve(settings(dify_image_tag=version), releases(), record("1.17.1"))
+
+
+def test_weaviate_goes_one_minor_version_at_a_time():
+    steps = catalog.weaviate_steps(settings(), releases(), "semitechnologies/weaviate:1.27.0",
+                                   "semitechnologies/weaviate:1.39.0")  # fmt: skip
+    assert [catalog.tag_of(i) for i in steps] == ["1.28.16", "1.29.11", "1.30.23", "1.31.22", "1.32.27", "1.33.18",
+                                                  "1.34.20", "1.35.23", "1.36.23", "1.37.14", "1.38.9"]  # fmt: skip
+    assert catalog.weaviate_steps(settings(), releases(), "x/weaviate:1.38.9", "semitechnologies/weaviate:1.39.0") == []
+    assert catalog.weaviate_steps(settings(), releases(), "", "semitechnologies/weaviate:1.39.0") == []
+    with pytest.raises(InputError, match="would be a downgrade"):
+        catalog.weaviate_steps(settings(), releases(), "semitechnologies/weaviate:1.39.0",
+                               "semitechnologies/weaviate:1.27.0")  # fmt: skip
+
+
+def test_an_upgrade_to_1_17_plans_the_weaviate_steps_and_the_changes():
+    model = prepare(
+        "upgrade",
+        dify_image_tag="1.17.1",
+        existing={"statefulsets": [{"kind": "StatefulSet", "metadata": {"name": "dify-weaviate",
+                  "labels": {"app.kubernetes.io/component": "weaviate"}}, "spec": {"template": {"spec": {
+                  "containers": [{"image": "semitechnologies/weaviate:1.27.0"}]}}}}]},
+    )  # fmt: skip
+    assert len(model["weaviate_steps"]) == 11 and model["plan"]["weaviate_steps"][0] == "1.28.16"
+    assert model["weaviate_steps"][0]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.28.16")
+    changes = model["plan"]["changes"]
+    assert changes["images"]["weaviate"] == {"from": "semitechnologies/weaviate:1.27.0",
+                                             "to": "semitechnologies/weaviate:1.39.0"}  # fmt: skip
+    assert "agent_backend" in changes["added"]
+
+
+def test_the_agents_keys_are_one_secret_key_per_pair_and_kept():
+    model = prepare("default")
+    secret = next(o for o in model["secrets"] if o["metadata"]["name"] == "dify-credentials")["data"]
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    assert {"AGENT_BACKEND_API_TOKEN", "AGENT_SANDBOX_AUTH_TOKEN", "AGENT_SERVER_SECRET_KEY", "AGENT_REDIS_URL"} <= set(
+        decoded
+    )
+    assert decoded["AGENT_REDIS_URL"].endswith("@dify-redis:6379/2")
+    deployments = {o["metadata"]["name"]: o for o in model["objects"]["app"] if o["kind"] == "Deployment"}
+
+    def refs(name):
+        env = deployments[name]["spec"]["template"]["spec"]["containers"][0]["env"]
+        return {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in env if "valueFrom" in e}
+
+    agent, sandbox = refs("dify-agent-backend"), refs("dify-agent-local-sandbox")
+    assert agent["DIFY_AGENT_API_TOKEN"] == "AGENT_BACKEND_API_TOKEN"  # = what api and worker read (envFrom)
+    assert agent["DIFY_AGENT_LOCAL_SANDBOX_AUTH_TOKEN"] == sandbox["SHELLCTL_AUTH_TOKEN"] == "AGENT_SANDBOX_AUTH_TOKEN"
+    assert agent["DIFY_AGENT_PLUGIN_DAEMON_API_KEY"] == "PLUGIN_DAEMON_KEY"
+    assert agent["DIFY_AGENT_INNER_API_KEY"] == "INNER_API_KEY_FOR_PLUGIN"
+    stored = {k: v for k, v in decoded.items() if k.startswith(("AGENT_", "SECRET_KEY", "DB_", "REDIS_", "PLUGIN",
+              "INNER", "CODE", "WEAVIATE"))}  # fmt: skip
+    again = prepare("upgrade", dify_image_tag="1.17.1", existing={"credentials": stored, "migration_record": None})
+    kept = next(o for o in again["secrets"] if o["metadata"]["name"] == "dify-credentials")["data"]
+    assert base64.b64decode(kept["AGENT_SERVER_SECRET_KEY"]).decode() == decoded["AGENT_SERVER_SECRET_KEY"]
+
+
+def test_1_16_uses_the_agents_old_variable_names_and_1_17_the_new_ones():
+    def env(model):
+        obj = next(o for o in model["objects"]["app"] if o["metadata"]["name"] == "dify-agent-backend"
+                   and o["kind"] == "Deployment")  # fmt: skip
+        return {e["name"] for e in obj["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert "DIFY_AGENT_SHELLCTL_AUTH_TOKEN" in env(prepare("default", dify_image_tag="1.16.1"))
+    assert "DIFY_AGENT_LOCAL_SANDBOX_AUTH_TOKEN" in env(prepare("default"))
+    assert "DIFY_AGENT_API_TOKEN" not in env(prepare("default", dify_image_tag="1.16.0"))
+
+
+def test_the_local_sandbox_keeps_its_home_and_workspace_on_volumes_from_1_17():
+    def claims(model):
+        return {o["metadata"]["name"] for o in model["objects"]["config"] if o["kind"] == "PersistentVolumeClaim"}
+
+    assert {"dify-agent-local-sandbox-home", "dify-agent-local-sandbox-workspace"} <= claims(prepare("default"))
+    assert not {"dify-agent-local-sandbox-home"} & claims(prepare("default", dify_image_tag="1.16.1"))
