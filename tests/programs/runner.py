@@ -837,6 +837,11 @@ class StandIn:
             daemon_threads = True
             allow_reuse_address = True
 
+            def server_bind(self) -> None:
+                # HTTPServer would look its address up in DNS, which a pod here does not have.
+                socketserver.TCPServer.server_bind(self)
+                self.server_name, self.server_port = name, port
+
         with pod.entered():
             self.server = Server((address or pod.ip, port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -117,3 +117,18 @@ def test_squid_forwards_the_sandbox_port_to_the_sandbox(squid, network):
     ours = [r for r in sandbox.requests if not r.path.startswith("/squid-internal")]
     assert [r.path for r in ours] == ["/health", "/v1/sandbox/run"]
     assert ours[-1].body_size == len(payload)
+
+
+def test_squid_accepts_the_rendered_configuration(objects, network, volumes, containers):
+    """squid -k parse, with the container's user and rights: no error, and the directives Dify's
+    own configuration needs are in effect."""
+    network.service("dify-sandbox", network.pod("dify-sandbox-0"))
+    check = Container.of(objects, "Deployment", "dify-ssrf-proxy", network.pod("dify-ssrf-proxy-0"), volumes,
+                         command=["squid", "-k", "parse", "-f", "/etc/squid/squid.conf"])  # fmt: skip
+    containers.append(check.start())
+    assert check.wait(60) == 0, check.output
+    parsed = check.stdout.text + check.stderr.text
+    assert "ERROR" not in parsed and "FATAL" not in parsed, parsed
+    # Large uploads through the proxy (Dify's template sets it: "an error will occur when
+    # uploading more than two files" otherwise).
+    assert "Processing: client_request_buffer_max_size 100 MB" in parsed, parsed
