@@ -16,4 +16,4 @@ for path in (COLLECTIONS, TESTS):
         sys.path.insert(0, str(path))
 
 # Fixtures: cluster (started on demand), namespace, pod_logs, ansible.
-from cluster_fixtures import ansible, cluster, namespace, pod_logs  # noqa: E402, F401
+from cluster_fixtures import ansible, cluster, namespace, pod_logs  # noqa: E402, F401  pylint: disable=unused-import

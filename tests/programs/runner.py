@@ -309,7 +309,7 @@ def _ip(netns: str, *args: str) -> None:
 def _wait_for_netns(proc: subprocess.Popen) -> str:
     path = f"/proc/{proc.pid}/ns/net"
     own = os.stat("/proc/self/ns/net").st_ino
-    for _ in range(200):
+    for _attempt in range(200):
         with contextlib.suppress(FileNotFoundError):
             if os.stat(path).st_ino != own:
                 return path
@@ -691,7 +691,7 @@ class Container:
     def pid(self) -> int:
         """The container's first process (PID 1 of its namespace), as the host sees it."""
         assert self.proc
-        for _ in range(500):
+        for _attempt in range(500):
             children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
             with contextlib.suppress(FileNotFoundError):
                 found = children.read_text().split()

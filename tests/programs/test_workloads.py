@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import yaml
 from cluster_fixtures import run_playbook
 from runner import IMAGES, Container, Objects, container_of, pod_spec_of
 
@@ -104,11 +103,13 @@ def test_the_api_tells_plugin_developers_where_to_connect(objects):
 
 def test_trigger_and_plugin_endpoint_urls_follow_the_public_url(cluster, namespace, tmp_path):
     out = tmp_path / "manifests"
-    run = run_playbook(cluster, "manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out),
-                                                 "dify_public_url": "https://dify.example.com/"})  # fmt: skip
+    given = {
+        "dify_namespace": namespace,
+        "dify_manifests_dir": str(out),
+        "dify_public_url": "https://dify.example.com/",
+    }
+    run = run_playbook(cluster, "manifests.yml", given)
     assert run.rc == 0, run.stdout[-3000:]
-    env = Objects([d for f in sorted(out.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]).config_map(
-        "dify-shared-env"
-    )
+    env = Objects.load(out).config_map("dify-shared-env")
     assert env["TRIGGER_URL"] == "https://dify.example.com"
     assert env["ENDPOINT_URL_TEMPLATE"] == "https://dify.example.com/e/{hook_id}"

@@ -50,7 +50,7 @@ def test_two_builds_at_once_both_succeed_and_build_each_binary_once(tmp_path):
     )
     runs = [
         subprocess.Popen([str(BUILD_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
+        for _run in range(2)
     ]
     results = [(run.wait(timeout=120), *run.communicate()) for run in runs]
     for rc, _out, err in results:
@@ -63,4 +63,4 @@ def test_two_builds_at_once_both_succeed_and_build_each_binary_once(tmp_path):
         assert binary.read_text() == "#!/bin/sh\necho built\n", f"{binary.name} is half-written"
     built = [re.sub(r"^\.(.*)\.tmp\.\d+$", r"\1", Path(line).name) for line in log.read_text().splitlines()]
     assert sorted(built) == sorted(BINARIES), "each binary is built exactly once"
-    assert not [p for p in (tmp_path / "cache").rglob(".*.tmp*")], "no temporary file is left"
+    assert not list((tmp_path / "cache").rglob(".*.tmp*")), "no temporary file is left"
