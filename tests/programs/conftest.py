@@ -104,4 +104,4 @@ def containers(network: PodNetwork):
     started: list[Container] = []
     yield started
     for container in reversed(started):
-        container.stop(grace=3)
+        container.stop(grace=2)
