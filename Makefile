@@ -14,12 +14,13 @@ PYTEST_WORKERS ?= 2
 CLUSTER := tests/cluster/cluster.sh
 
 .PHONY: help setup cluster-binaries cluster-modules cluster-up cluster-down demo test lint sanity \
-	units integration molecule bench clean
+	units integration programs molecule bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## Create .venv with the pinned tool versions
+setup: $(VENV)/.installed ## Create .venv with the pinned tools; install the Debian packages tests need
+	@tests/programs/setup-packages.sh
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +42,7 @@ cluster-down: ## Stop the local control plane (only its own processes)
 demo: setup ## Local cluster + site.yml, then what was deployed
 	@tests/demo.sh $(ARGS)
 
-test: lint sanity units integration molecule ## Everything CI runs
+test: lint sanity units integration programs molecule ## Everything CI runs
 
 lint: setup ## ruff, ansible-lint (production profile), shellcheck of the scripts
 	ruff check .
@@ -57,6 +58,9 @@ units: setup ## Unit tests (no cluster, seconds)
 
 integration: setup cluster-binaries ## Tests against the local control plane
 	pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/integration
+
+programs: setup cluster-binaries ## squid, nginx, PostgreSQL, Redis run for real with the rendered configuration
+	pytest -q -m programs tests/programs
 
 molecule: setup cluster-binaries ## molecule test for every scenario (default, upgrade)
 	molecule test --all

@@ -23,15 +23,28 @@ netpol_dir="$cache_root/bin/netpol-analyzer-${NETPOL_ANALYZER_VERSION}_$(key "$h
 helm_dir="$cache_root/bin/helm-${HELM_VERSION}_$(key "$here/tools/helm/go.sum")"
 
 build() { # build DIR NAME MODULE_DIR PACKAGE LDFLAGS
-  local dir=$1 name=$2 module=$3 pkg=$4 ldflags=$5 t0=$SECONDS
+  local dir=$1 name=$2 module=$3 pkg=$4 ldflags=$5 t0=$SECONDS tmp
   [ -x "$dir/$name" ] && return 0
   mkdir -p "$dir"
+  # One build per cache group at a time: a second run (another clone, CI beside a developer)
+  # waits here, then finds the binary the first one built.
+  exec 8>"$dir.lock"
+  flock 8
+  if [ -x "$dir/$name" ]; then
+    exec 8>&-
+    return 0
+  fi
   echo "[build] $name ... (total elapsed $((SECONDS - started))s)" >&2
-  # Build into a temporary name, then rename: an interrupted build never leaves a
-  # half-written binary that a later run would take for a cached one.
-  (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "$ldflags" \
-    -o "$dir/.$name.tmp" "$pkg")
-  mv "$dir/.$name.tmp" "$dir/$name"
+  # Build into a temporary name of this process, then rename: an interrupted build never leaves
+  # a half-written binary that a later run would take for a cached one.
+  tmp="$dir/.$name.tmp.$$"
+  if ! (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "$ldflags" \
+    -o "$tmp" "$pkg" 8>&-); then
+    rm -f "$tmp"
+    return 1
+  fi
+  mv -f "$tmp" "$dir/$name"
+  exec 8>&-
   echo "[build] $name done in $((SECONDS - t0))s" >&2
 }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import ansible_runner
 import yaml
-from conftest import ROOT, VENV_BIN, Cluster
+from cluster_fixtures import ROOT, VENV_BIN, Cluster
 
 SURVEY_ANSWERS = {
     "dify_image_tag": "1.11.4",

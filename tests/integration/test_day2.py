@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 
-from conftest import Cluster
+from cluster_fixtures import Cluster
 
 PROBE_OK = (
     'DIFY_STATUS {"tables": 57, "alembic_revision": "4e99a8df00ff", "plugin_daemon": {"status": 200, "body": "ok"}}'

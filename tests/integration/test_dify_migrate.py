@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import ROOT, VENV_BIN, Cluster, run_playbook
+from cluster_fixtures import ROOT, VENV_BIN, Cluster, run_playbook
 
 IMAGE = "langgenius/dify-api:1.11.4"
 ALEMBIC = (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Cluster
+from cluster_fixtures import Cluster
 
 OLD, NEW = "1.11.4", "1.11.5"
 DIFY_APP = ["dify-api", "dify-worker", "dify-beat"]

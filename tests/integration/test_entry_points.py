@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import yaml
-from conftest import Cluster
+from cluster_fixtures import Cluster
 
 KINDS = "deployments,statefulsets,services,configmaps,secrets,persistentvolumeclaims,networkpolicies,jobs"
 

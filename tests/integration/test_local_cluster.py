@@ -9,7 +9,7 @@ import time
 
 import pytest
 import yaml
-from conftest import CLUSTER_SH, Cluster
+from cluster_fixtures import CLUSTER_SH, Cluster
 
 
 def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = "condition"):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Cluster
+from cluster_fixtures import Cluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CRDS = FIXTURES / "charts" / "metallb" / "crds"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import Cluster
+from cluster_fixtures import Cluster
 
 METADATA = ipaddress.ip_address("169.254.169.254")
 INTERNET = ipaddress.ip_address("8.8.8.8")
