@@ -29,7 +29,7 @@ class ActionModule(DifyAction):
         validation = ArgumentSpecValidator(spec).validate(given, validate_role_argument_spec=True)
         if validation.error_messages:
             raise InputError("Nothing was changed. " + " ".join(validation.error_messages))
-        releases_file = role / "vars" / "releases.yml"
+        releases_file = role / "files" / "releases.yml"
         releases = yaml.safe_load(releases_file.read_text()) if releases_file.exists() else {}
         assets = {PROVIDER_SETUP_SCRIPT_FILE: (role / "files" / PROVIDER_SETUP_SCRIPT_FILE).read_text()}
 

@@ -13,7 +13,7 @@ import yaml
 from cluster_fixtures import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
-CATALOG = yaml.safe_load((ROOT / "roles/dify/vars/releases.yml").read_text())
+CATALOG = yaml.safe_load((ROOT / "roles/dify/files/releases.yml").read_text())
 SUPPORTED = ["1.11.4", "1.12.1", "1.13.3", "1.14.2", "1.15.0", "1.16.1", "1.17.1"]
 KINDS = "deployments,statefulsets,services,configmaps,secrets,persistentvolumeclaims,networkpolicies,jobs"
 

@@ -1,7 +1,7 @@
 # Copyright: Dify CE Kubernetes maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The release: which images and components an installation of a Dify version runs, from the
-release catalog (roles/dify/vars/releases.yml), and the upgrade rules checked before anything
+release catalog (roles/dify/files/releases.yml), and the upgrade rules checked before anything
 changes: no downgrade, no unknown release line unless asked for, Weaviate one minor at a time."""
 
 from __future__ import annotations

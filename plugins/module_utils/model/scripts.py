@@ -47,7 +47,7 @@ echo "password of $DB_USERNAME changed"
 
 # The status probe, from a pod like the api's: tables, the Alembic revision, the plugin daemon.
 STATUS_PROBE = """\
-import json, os, urllib.request
+import http.client, json, os, urllib.parse
 import psycopg2
 out = {}
 try:
@@ -62,8 +62,11 @@ try:
 except Exception as exc:
     out["database_error"] = str(exc).strip().splitlines()[0]
 try:
-    with urllib.request.urlopen(os.environ["PLUGIN_DAEMON_URL"] + "/health/check", timeout=10) as resp:
-        out["plugin_daemon"] = {"status": resp.status, "body": resp.read(200).decode(errors="replace")}
+    url = urllib.parse.urlsplit(os.environ["PLUGIN_DAEMON_URL"])
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=10)
+    conn.request("GET", url.path.rstrip("/") + "/health/check")
+    resp = conn.getresponse()
+    out["plugin_daemon"] = {"status": resp.status, "body": resp.read(200).decode(errors="replace")}
 except Exception as exc:
     out["plugin_daemon"] = {"error": str(exc)}
 print("DIFY_STATUS " + json.dumps(out))

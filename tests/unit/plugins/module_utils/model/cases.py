@@ -136,7 +136,7 @@ def releases() -> dict[str, Any]:
     """The release catalog the role ships."""
     from role_settings import ROLE
 
-    return yaml.safe_load((ROLE / "vars" / "releases.yml").read_text())
+    return yaml.safe_load((ROLE / "files" / "releases.yml").read_text())
 
 
 def prepare(case: str, entry_point: str = "main", existing: dict[str, Any] | None = None, **more: Any) -> dict:
