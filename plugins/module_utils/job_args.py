@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobSpec, image_problem, pod_template
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import CONTAINER_NAME, DEFAULT_COMMAND
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -144,4 +146,67 @@ def spec_from_params(
         wait=params["wait"],
         delete_on_timeout=params["delete_on_timeout"],
         log_lines=params["log_lines"],
+    )
+
+
+# -- the two modules' own options ---------------------------------------------------------
+
+MIGRATE_ARG_SPEC: dict[str, dict[str, Any]] = dict(
+    JOB_ARG_SPEC,
+    command={"type": "list", "elements": "str", "default": list(DEFAULT_COMMAND)},
+    job_name={"type": "str", "default": names.MIGRATION_JOB},
+    force={"type": "bool", "default": False},
+)
+
+JOB_MODULE_ARG_SPEC: dict[str, dict[str, Any]] = dict(
+    JOB_ARG_SPEC,
+    name={"type": "str", "required": True},
+    command={"type": "list", "elements": "str"},
+    args={"type": "list", "elements": "str"},
+    secret_env={"type": "dict", "default": {}, "no_log": False},
+    volumes={"type": "list", "elements": "dict", "default": []},
+    volume_mounts={"type": "list", "elements": "dict", "default": []},
+    component={"type": "str", "default": "job"},
+)
+
+
+def migrate_problems(params: dict[str, Any]) -> list[str]:
+    found = input_problems(params, "job_name")
+    if not params["command"]:
+        found.append("command must not be empty")
+    return found
+
+
+def migrate_spec(params: dict[str, Any]) -> JobSpec:
+    """dify_migrate: the pod's command is the migration, with no args of the template's."""
+    return spec_from_params(
+        params,
+        job_name=params["job_name"],
+        component=names.MIGRATION,
+        container_name=CONTAINER_NAME,
+        command=params["command"],
+        args=[],
+        force=params["force"],
+    )
+
+
+def job_problems(params: dict[str, Any]) -> list[str]:
+    found = input_problems(params, "name")
+    for var, ref in params["secret_env"].items():
+        if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
+            found.append(f"secret_env.{var} must be 'secret-name/key', got {ref!r}")
+    return found
+
+
+def job_spec(params: dict[str, Any]) -> JobSpec:
+    return spec_from_params(
+        params,
+        job_name=params["name"],
+        component=params["component"],
+        container_name="job",
+        command=params["command"],
+        args=params["args"],
+        secret_env={var: tuple(ref.split("/")) for var, ref in params["secret_env"].items()},
+        volumes=params["volumes"],
+        volume_mounts=params["volume_mounts"],
     )

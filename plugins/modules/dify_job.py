@@ -116,46 +116,23 @@ logs:
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobRunner, KubeJobApi  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import (  # noqa: E402
-    JOB_ARG_SPEC,
+    JOB_MODULE_ARG_SPEC,
     REQUIRED_ONE_OF,
-    input_problems,
-    spec_from_params,
+    job_problems,
+    job_spec,
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
 
-ARGUMENT_SPEC = dict(
-    JOB_ARG_SPEC,
-    name={"type": "str", "required": True},
-    command={"type": "list", "elements": "str"},
-    args={"type": "list", "elements": "str"},
-    secret_env={"type": "dict", "default": {}, "no_log": False},
-    volumes={"type": "list", "elements": "dict", "default": []},
-    volume_mounts={"type": "list", "elements": "dict", "default": []},
-    component={"type": "str", "default": "job"},
-)
+# The options (also read by the action plugin of the same name).
+ARGUMENT_SPEC = JOB_MODULE_ARG_SPEC
 
 
 class DifyJob(DifyModule):
     def problems(self) -> list:
-        found = input_problems(self.params, "name")
-        for var, ref in self.params["secret_env"].items():
-            if not isinstance(ref, str) or ref.count("/") != 1 or not all(ref.split("/")):
-                found.append(f"secret_env.{var} must be 'secret-name/key', got {ref!r}")
-        return found
+        return job_problems(self.params)
 
     def spec(self):  # noqa: ANN201
-        params = self.params
-        return spec_from_params(
-            params,
-            job_name=params["name"],
-            component=params["component"],
-            container_name="job",
-            command=params["command"],
-            args=params["args"],
-            secret_env={var: tuple(ref.split("/")) for var, ref in params["secret_env"].items()},
-            volumes=params["volumes"],
-            volume_mounts=params["volume_mounts"],
-        )
+        return job_spec(self.params)
 
     def execute(self) -> dict:
         runner = JobRunner(KubeJobApi(self.kube), self.spec())

@@ -172,46 +172,29 @@ record:
   type: dict
 """
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import (  # noqa: E402
-    JOB_ARG_SPEC,
+    MIGRATE_ARG_SPEC,
     REQUIRED_ONE_OF,
-    input_problems,
-    spec_from_params,
+    migrate_problems,
+    migrate_spec,
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import (  # noqa: E402
-    CONTAINER_NAME,
-    DEFAULT_COMMAND,
     KubeMigrationApi,
     MigrationRunner,
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
 
-ARGUMENT_SPEC = dict(
-    JOB_ARG_SPEC,
-    command={"type": "list", "elements": "str", "default": list(DEFAULT_COMMAND)},
-    job_name={"type": "str", "default": names.MIGRATION_JOB},
-    force={"type": "bool", "default": False},
-)
+# The options (also read by the action plugin of the same name, which runs this in the
+# controller's process when the task runs there).
+ARGUMENT_SPEC = MIGRATE_ARG_SPEC
 
 
 class DifyMigrate(DifyModule):
     def problems(self) -> list:
-        found = input_problems(self.params, "job_name")
-        if not self.params["command"]:
-            found.append("command must not be empty")
-        return found
+        return migrate_problems(self.params)
 
     def spec(self):  # noqa: ANN201
-        return spec_from_params(
-            self.params,
-            job_name=self.params["job_name"],
-            component=names.MIGRATION,
-            container_name=CONTAINER_NAME,
-            command=self.params["command"],
-            args=[],
-            force=self.params["force"],
-        )
+        return migrate_spec(self.params)
 
     def execute(self) -> dict:
         runner = MigrationRunner(KubeMigrationApi(self.kube), self.spec())

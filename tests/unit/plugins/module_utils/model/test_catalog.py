@@ -133,13 +133,12 @@ def test_weaviate_goes_one_minor_version_at_a_time():
 
 
 def test_an_upgrade_to_1_17_plans_the_weaviate_steps_and_the_changes():
-    model = prepare(
-        "upgrade",
-        dify_image_tag="1.17.1",
-        existing={"statefulsets": [{"kind": "StatefulSet", "metadata": {"name": "dify-weaviate",
-                  "labels": {"app.kubernetes.io/component": "weaviate"}}, "spec": {"template": {"spec": {
-                  "containers": [{"image": "semitechnologies/weaviate:1.27.0"}]}}}}]},
-    )  # fmt: skip
+    weaviate = {
+        "kind": "StatefulSet",
+        "metadata": {"name": "dify-weaviate", "labels": {"app.kubernetes.io/component": "weaviate"}},
+        "spec": {"template": {"spec": {"containers": [{"image": "semitechnologies/weaviate:1.27.0"}]}}},
+    }
+    model = prepare("upgrade", dify_image_tag="1.17.1", existing={"statefulsets": [weaviate]})
     assert len(model["weaviate_steps"]) == 11 and model["plan"]["weaviate_steps"][0] == "1.28.16"
     assert model["weaviate_steps"][0]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.28.16")
     changes = model["plan"]["changes"]

@@ -1,0 +1,29 @@
+# Copyright: Dify CE Kubernetes maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""dify_job in the controller's process when the task runs there; the module otherwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobRunner, KubeJobApi
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import (
+    JOB_MODULE_ARG_SPEC,
+    REQUIRED_ONE_OF,
+    job_problems,
+    job_spec,
+)
+from ansible_collections.dify_ce.kubernetes.plugins.plugin_utils.action import DifyAction
+
+
+class ActionModule(DifyAction):
+    def execute(self, task_vars: dict[str, Any]) -> dict[str, Any]:
+        if not self.in_process():
+            return self.run_module("dify_ce.kubernetes.dify_job", task_vars)
+        params = self.options(JOB_MODULE_ARG_SPEC, required_one_of=REQUIRED_ONE_OF)
+        problems = job_problems(params)
+        if problems:
+            raise InputError("invalid options: " + "; ".join(problems), problems=problems)
+        runner = JobRunner(KubeJobApi(self.kube()), job_spec(params))
+        return runner.check() if self.check_mode else runner.run()
