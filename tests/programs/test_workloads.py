@@ -108,7 +108,7 @@ def test_trigger_and_plugin_endpoint_urls_follow_the_public_url(cluster, namespa
         "dify_manifests_dir": str(out),
         "dify_public_url": "https://dify.example.com/",
     }
-    run = run_playbook(cluster, "manifests.yml", given)
+    run = run_playbook(cluster, "playbooks/manifests.yml", given)
     assert run.rc == 0, run.stdout[-3000:]
     env = Objects.load(out).config_map("dify-shared-env")
     assert env["TRIGGER_URL"] == "https://dify.example.com"
