@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SH = ROOT / "tests" / "cluster" / "cluster.sh"
 PLAYBOOKS = ROOT / "tests" / "integration" / "playbooks"
 VENV_BIN = Path(sys.executable).parent
+ADOPTION_FIXTURES = ROOT / "tests" / "integration" / "fixtures" / "adoption"
 
 
 @dataclass
@@ -37,13 +38,16 @@ class Cluster:
     bin_dir: Path
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
+        done = subprocess.run(
             [str(self.bin_dir / "kubectl"), "--kubeconfig", self.kubeconfig, *args],
             input=input,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
         )
+        if check and done.returncode:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+        return done
 
     def apply(self, manifest: dict | list | str, namespace: str | None = None, check: bool = True):
         text = (
@@ -114,7 +118,8 @@ def pod_logs(cluster: Cluster, namespace: str, tmp_path_factory: pytest.TempPath
     setup) and "db-tools" (backup, restore, password rotation); the modules alone use "migrate"
     (dify_migrate) and "job" (dify_job)."""
 
-    def serve(text: str, containers: tuple[str, ...] = ("migrate", "api")) -> None:
+    def serve(text: str, containers: tuple[str, ...] = ("migrate", "api"), also: tuple[str, ...] = ()) -> None:
+        """``also``: more namespaces whose containers get the same logs."""
         # kwok serves logs from files in CRI format: "<RFC 3339 time> <stream> F <line>".
         path = tmp_path_factory.mktemp("logs") / "container.log"
         stamp = "2026-01-01T00:00:00.000000000Z"
@@ -125,13 +130,34 @@ def pod_logs(cluster: Cluster, namespace: str, tmp_path_factory: pytest.TempPath
                 "kind": "ClusterLogs",
                 "metadata": {"name": namespace},
                 "spec": {
-                    "selector": {"matchNamespaces": [namespace]},
+                    "selector": {"matchNamespaces": [namespace, *also]},
                     "logs": [{"containers": list(containers), "logsFile": str(path)}],
                 },
             }
         )
 
     return serve
+
+
+def install_adoption_source(cluster: Cluster, namespace: str, name: str) -> dict:
+    """A running Dify to adopt: fixture `name` of tests/integration/fixtures/adoption, in `namespace`."""
+    doc = yaml.safe_load((ADOPTION_FIXTURES / f"{name}.yaml").read_text())
+    # Claims first: a StatefulSet controller racing the apply would create its claims itself.
+    doc["items"].sort(key=lambda item: item["kind"] != "PersistentVolumeClaim")
+    for item in doc["items"]:
+        item["metadata"]["namespace"] = namespace
+        for annotation in ("meta.helm.sh/release-namespace",):
+            if annotation in (item["metadata"].get("annotations") or {}):
+                item["metadata"]["annotations"][annotation] = namespace
+    text = yaml.safe_dump(doc).replace(".dify.svc", f".{namespace}.svc")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=text)
+    cluster.kubectl("wait", "--for=condition=Available", "deployment", "--all", "-n", namespace, "--timeout=120s")
+    deadline = time.monotonic() + 120
+    while any(o["status"].get("readyReplicas") != o["spec"]["replicas"]
+              for o in cluster.get("statefulsets", namespace=namespace)["items"]):  # fmt: skip
+        assert time.monotonic() < deadline, "the source's StatefulSets did not become ready"
+        time.sleep(1)
+    return doc
 
 
 @dataclass

@@ -174,6 +174,9 @@ class JobSpec:
     wait: bool = True
     delete_on_timeout: bool = False
     log_lines: int = 50
+    # Judge a Job of this name that exists (finished or not) instead of replacing it: the second
+    # half of a Job started earlier with wait=false.
+    follow_existing: bool = False
 
     @property
     def container(self) -> dict[str, Any]:
@@ -463,6 +466,8 @@ class JobRunner:
         return None
 
     def decide(self, job: dict[str, Any] | None) -> Decision:
+        if job is not None and self.spec.follow_existing and job_image(job) == self.spec.image:
+            return Decision("attach", f"following Job {self.spec.job_name}")
         found = self.existing(job)
         if found:
             return found

@@ -103,6 +103,7 @@ def spec_from_params(
     volumes: list[dict[str, Any]] | None = None,
     volume_mounts: list[dict[str, Any]] | None = None,
     force: bool = False,
+    follow_existing: bool = False,
 ) -> JobSpec:
     """A JobSpec from the shared options plus the module's own ones."""
     base = params.get("pod_template")
@@ -146,6 +147,7 @@ def spec_from_params(
         wait=params["wait"],
         delete_on_timeout=params["delete_on_timeout"],
         log_lines=params["log_lines"],
+        follow_existing=follow_existing,
     )
 
 
@@ -167,6 +169,7 @@ JOB_MODULE_ARG_SPEC: dict[str, dict[str, Any]] = dict(
     volumes={"type": "list", "elements": "dict", "default": []},
     volume_mounts={"type": "list", "elements": "dict", "default": []},
     component={"type": "str", "default": "job"},
+    follow_existing={"type": "bool", "default": False},
 )
 
 
@@ -209,4 +212,5 @@ def job_spec(params: dict[str, Any]) -> JobSpec:
         secret_env={var: tuple(ref.split("/")) for var, ref in params["secret_env"].items()},
         volumes=params["volumes"],
         volume_mounts=params["volume_mounts"],
+        follow_existing=params["follow_existing"],
     )

@@ -74,6 +74,14 @@ ROTATION_SECRET = "dify-db-password-rotation"
 PROVIDER_SETUP_JOB = "dify-provider-setup"
 PROVIDER_SETUP_SCRIPT = "dify-provider-setup-script"
 PROVIDER_SETUP_RECORD = "dify-provider-setup"
+# Adopting a running Dify: the record (source, time, what was copied), the Secret that hands the
+# source database's password to the copy Job, and the copy Jobs.
+ADOPTION_RECORD = "dify-adoption"
+ADOPT_SOURCE_SECRET = "dify-adopt-source"
+ADOPT_DB_JOB = "dify-adopt-db"
+ADOPT_DB = "adopt-db"
+ADOPT_RECEIVE = "adopt-receive"
+ADOPT_SEND = "adopt-send"
 
 
 def statefulset_claim(component: str) -> str:

@@ -57,6 +57,12 @@ options:
     description: Value of the C(app.kubernetes.io/component) label of Job and pod (NetworkPolicies select on it).
     type: str
     default: job
+  follow_existing:
+    description:
+      - Follow and judge a Job of this name (same image) that exists, running or finished, instead of
+        replacing it - the second half of a Job started earlier with O(wait=false).
+    type: bool
+    default: false
 requirements:
   - kubernetes >= 24.2.0
 notes:

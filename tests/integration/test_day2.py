@@ -262,3 +262,35 @@ def test_no_password_appears_at_maximum_verbosity_during_rotation(cluster, names
     output = run.stdout + run.stderr
     for value in (old, new, base64.b64encode(new.encode()).decode(), base64.b64encode(old.encode()).decode()):
         assert value not in output
+
+
+def test_credentials_from_a_secret_the_user_manages_are_read_and_never_written(cluster, namespace, ansible):
+    args = {"dify_namespace": namespace, "dify_credentials_secret": "vault-dify"}
+    missing = ansible("site.yml", args)
+    assert (
+        missing.rc != 0
+        and "dify_credentials_secret vault-dify: no such Secret"
+        in missing.result("Prepare the model of the installation")["msg"]
+    )
+    assert cluster.get("secret", "dify-credentials", namespace) is None, "nothing was changed"
+
+    key, password = "v" * 64, "Vault-db-password-" + namespace[-5:]
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-dify", "namespace": namespace},
+                   "stringData": {"SECRET_KEY": key, "DB_PASSWORD": password}})  # fmt: skip
+    before = cluster.get("secret", "vault-dify", namespace)["metadata"]
+    first = ansible("site.yml", args)
+    assert first.rc == 0, first.stdout[-3000:]
+    stored = secret(cluster, namespace)
+    assert stored["SECRET_KEY"] == key and stored["DB_PASSWORD"] == password
+    again = ansible("site.yml", args)
+    assert again.rc == 0 and again.changed == 0, again.stdout[-3000:]
+    after = cluster.get("secret", "vault-dify", namespace)["metadata"]
+    assert after["resourceVersion"] == before["resourceVersion"], "the user's Secret was written"
+    assert all(m["manager"] != "dify_ce.kubernetes" for m in after.get("managedFields") or [])
+
+    # The operator syncs another SECRET_KEY: the guard holds until the rotation is asked for.
+    cluster.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-dify", "namespace": namespace},
+                   "stringData": {"SECRET_KEY": "w" * 64, "DB_PASSWORD": password}})  # fmt: skip
+    synced = ansible("site.yml", args)
+    assert synced.rc != 0 and "dify_rotate_secret_key" in synced.result("Prepare the model of the installation")["msg"]
+    assert secret(cluster, namespace)["SECRET_KEY"] == key

@@ -17,11 +17,17 @@ from typing import Any, Callable
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import DifyError, InputError
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import record_view
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import catalog, credentials, inputs, network
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import (
+    adopt,
+    catalog,
+    credentials,
+    inputs,
+    network,
+)
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.objects import DATA_SERVICES, Builder
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
 
-ENTRY_POINTS = ("main", "manifests", "migrate_only", "status", "restore", "uninstall")
+ENTRY_POINTS = ("main", "manifests", "migrate_only", "status", "restore", "uninstall", "adopt")
 
 # What uninstall removes, in this order: every object of these kinds carrying our labels. Volumes,
 # Secrets and the records that describe the data (migration, provider setup, backups) stay.
@@ -78,7 +84,21 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
         read("migration_record", "ConfigMap", names.MIGRATION_RECORD),
         read("migration_job", "Job", names.MIGRATION_JOB, "batch/v1"),
     ]
-    if entry_point in ("main", "manifests", "migrate_only"):
+    if s.credentials_secret and entry_point in credentials.WRITING_ENTRY_POINTS:
+        found.append(read("user_credentials", "Secret", s.credentials_secret))
+    if entry_point == "adopt":
+        # The running Dify to adopt: everything its pods are made of.
+        src = s.adopt_namespace
+        found += [
+            {"id": f"source_{plural}", "api_version": api_version, "kind": kind, "namespace": src}
+            for plural, api_version, kind in (
+                ("deployments", "apps/v1", "Deployment"), ("statefulsets", "apps/v1", "StatefulSet"),
+                ("configmaps", "v1", "ConfigMap"), ("secrets", "v1", "Secret"), ("services", "v1", "Service"),
+                ("pods", "v1", "Pod"),
+            )
+        ]  # fmt: skip
+        found.append(read("adoption_record", "ConfigMap", names.ADOPTION_RECORD))
+    if entry_point in ("main", "manifests", "migrate_only", "adopt"):
         # What runs now: the plan of an upgrade (components added and removed, images changed),
         # and the Weaviate the upgrade starts from.
         found += [
@@ -141,10 +161,18 @@ def prepare(
         check_restore_request(s)
 
     inputs.validate(s)
+    if entry_point == "adopt" and not s.adopt_namespace:
+        raise InputError("Nothing was changed. dify_adopt_namespace (the namespace of the running Dify) is required.")
     try:
         found = read(reads(s, entry_point))
     except DifyError as exc:
         raise type(exc)(f"Nothing was changed: {exc}", **exc.details) from exc
+    adoption = None
+    if entry_point == "adopt":
+        adoption = adopt.plan(s, found, releases or {}, credentials.decode(_first(found, "credentials")))
+        s = adoption.settings
+    if entry_point in credentials.WRITING_ENTRY_POINTS:
+        s = credentials.from_user_secret(s, _first(found, "user_credentials"))
 
     # What exists.
     stored = credentials.decode(_first(found, "credentials"))
@@ -174,6 +202,8 @@ def prepare(
         **({"new_agent_key": new_agent_key} if new_agent_key else {}),
     )
     image_of = images(s, release)
+    if adoption is not None:
+        adopt.check_postgres(adoption.source, image_of["postgres"])
     previous = (record or {}).get("image", "")
     builder = Builder(
         s, image_of, creds, assets, previous_tag=catalog.tag_of(previous) if previous else "", release=release
@@ -243,6 +273,9 @@ def prepare(
             result["jobs"]["status_probe"]["spec"]["containers"][0]["image"] = api_image
     if entry_point == "restore":
         result["restore"] = restore_plan(s, _backups(_first(found, "backup_record")))
+    if adoption is not None:
+        result["adopt"] = adopt.model(adoption, builder, model)
+        plan["notices"] += adoption.notices
     return result
 
 
@@ -342,6 +375,9 @@ def _names() -> dict[str, str]:
         "provider_setup_record": names.PROVIDER_SETUP_RECORD,
         "nginx_service": names.workload("nginx"),
         "managed_selector": names.MANAGED_SELECTOR,
+        "adoption_record": names.ADOPTION_RECORD,
+        "adopt_source_secret": names.ADOPT_SOURCE_SECRET,
+        "adopt_db_job": names.ADOPT_DB_JOB,
         "field_manager": names.FIELD_MANAGER,
     }
 

@@ -38,8 +38,15 @@ AGENT_CREDENTIAL_VARIABLES = {
     "AGENT_SANDBOX_AUTH_TOKEN": "agent_sandbox_token",
     "AGENT_SERVER_SECRET_KEY": "agent_server_secret_key",
 }
+# What a Secret the user manages may hold: key (as in dify-credentials) <- the variable it stands for.
+USER_SECRET_KEYS = {
+    **CREDENTIAL_VARIABLES,
+    "S3_ACCESS_KEY": "s3_access_key",
+    "S3_SECRET_KEY": "s3_secret_key",
+    "OPENAI_API_KEY": "openai_api_key",
+}
 # Entry points that write the Secret; the others only read what is stored.
-WRITING_ENTRY_POINTS = ("main", "manifests", "migrate_only")
+WRITING_ENTRY_POINTS = ("main", "manifests", "migrate_only", "adopt")
 
 
 def random_hex() -> str:
@@ -190,6 +197,51 @@ def decide(
     elif s.openai_api_key:
         creds.provider = {"OPENAI_API_KEY": s.openai_api_key}
     return creds
+
+
+def from_user_secret(s: Settings, secret: dict[str, Any] | None) -> Settings:
+    """The settings with the credentials of dify_credentials_secret (read as the API returned it),
+    as if they were given in variables: decide() then applies the same guards. The Secret itself is
+    never written; its values are copied into dify-credentials, which the pods read, so a change in
+    it takes effect at the next run (and only through those guards)."""
+    name = s.get("credentials_secret") or ""
+    if not name:
+        return s
+    where = f"dify_credentials_secret {name}"
+    if name in (names.CREDENTIALS, names.PROVIDER_KEYS):
+        raise InputError(f"Nothing was changed. {where} is a Secret this collection writes: name your own.")
+    if secret is None:
+        raise InputError(
+            f"Nothing was changed. {where}: no such Secret in namespace {s.namespace}. It is read, never written: "
+            "create it first (or have your secrets operator sync it)."
+        )
+    data = {k: v for k, v in (decode(secret) or {}).items() if v}
+    mapping: dict[str, str] = dict(s.get("credentials_secret_keys") or {})
+    unknown = sorted(set(mapping) - set(USER_SECRET_KEYS))
+    if unknown:
+        raise InputError(
+            f"Nothing was changed. dify_credentials_secret_keys: {', '.join(unknown)} are not credentials it can "
+            f"take; these are: {', '.join(USER_SECRET_KEYS)}."
+        )
+    if mapping:
+        missing = [f"{ref} (for {key}, dify_credentials_secret_keys)" for key, ref in mapping.items()
+                   if ref not in data]  # fmt: skip
+    else:
+        mapping = {key: key for key in USER_SECRET_KEYS if key in data}
+        missing = [] if "SECRET_KEY" in data else ["SECRET_KEY"]
+    if missing:
+        raise InputError(f"Nothing was changed. {where} has no (or an empty) key {', '.join(missing)}.")
+    changes = {}
+    for key, ref in mapping.items():
+        var = USER_SECRET_KEYS[key]
+        given = s.get(var) or ""
+        if given and given != data[ref]:
+            raise InputError(
+                f"Nothing was changed. dify_{var} (given, or carried over from an adopted Dify) and key {ref} of "
+                f"{where} differ: keep one of them."
+            )
+        changes[var] = data[ref]
+    return s.with_values(**changes)
 
 
 def decode(secret: dict[str, Any] | None) -> dict[str, str] | None:

@@ -71,3 +71,62 @@ except Exception as exc:
     out["plugin_daemon"] = {"error": str(exc)}
 print("DIFY_STATUS " + json.dumps(out))
 """
+
+# Adopting: both databases of the source, dumped and restored into the new PostgreSQL (the source
+# is only read). --clean --if-exists: a forced second copy replaces what the first one restored.
+ADOPT_DB = """\
+base="$WORK/adopt_${SOURCE_NAMESPACE}"
+# An external source's version is only known here: pg_dump refuses a newer server, say what to do.
+server=$(PGPASSWORD="$SOURCE_PASSWORD" psql -h "$SOURCE_HOST" -p "$SOURCE_PORT" -U "$SOURCE_USER" -d "$SOURCE_DB" \\
+  -tAc 'show server_version_num')
+client=$(pg_dump --version | sed 's/^[^0-9]*\\([0-9]*\\).*/\\1/')
+if [ "$((server / 10000))" -gt "$client" ]; then
+  echo "REFUSED: the source runs PostgreSQL $((server / 10000)), this image's pg_dump is $client:" \\
+    "set dify_postgres_image to a PostgreSQL $((server / 10000)) image" >&2
+  exit 3
+fi
+PGPASSWORD="$SOURCE_PASSWORD" pg_dump -h "$SOURCE_HOST" -p "$SOURCE_PORT" -U "$SOURCE_USER" -d "$SOURCE_DB" -Fc \\
+  -f "$base.dify.dump"
+PGPASSWORD="$SOURCE_PASSWORD" pg_dump -h "$SOURCE_HOST" -p "$SOURCE_PORT" -U "$SOURCE_USER" \\
+  -d "$SOURCE_PLUGIN_DB" -Fc -f "$base.dify_plugin.dump"
+pg_restore -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" --clean --if-exists --no-owner \\
+  --no-privileges "$base.dify.dump"
+pg_restore -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_PLUGIN_DATABASE" --clean --if-exists --no-owner \\
+  --no-privileges "$base.dify_plugin.dump"
+echo "COPIED $SOURCE_DB -> $DB_DATABASE, $SOURCE_PLUGIN_DB -> $DB_PLUGIN_DATABASE"
+"""
+
+# Adopting a volume: the receiver (in the new namespace) unpacks one tar stream into its volume,
+# owners and modes kept; the sender (in the source namespace, read-only) streams the volume to it.
+ADOPT_RECEIVE = """\
+import os, socket, tarfile
+server = socket.create_server(("", 8000))
+server.settimeout(float(os.environ.get("ADOPT_TIMEOUT", "3600")))
+conn, _peer = server.accept()
+count = 0
+with conn, conn.makefile("rb") as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
+    keep = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+    for member in archive:
+        archive.extract(member, "/target", numeric_owner=True, **keep)
+        count += 1
+print(f"RECEIVED {count}")
+"""
+
+ADOPT_SEND = """\
+import os, socket, tarfile, time
+deadline = time.monotonic() + float(os.environ.get("ADOPT_TIMEOUT", "3600"))
+while True:
+    try:
+        sock = socket.create_connection((os.environ["RECEIVER"], 8000), timeout=30)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(2)
+count = 0
+with sock, sock.makefile("wb") as stream, tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+    for entry in sorted(os.listdir("/source")):
+        archive.add(os.path.join("/source", entry), arcname=entry)
+        count += 1
+print(f"SENT {count}")
+"""

@@ -11,9 +11,22 @@
 #      "postgres", then each /docker-entrypoint-initdb.d/*.sql (psql -v ON_ERROR_STOP=1 into
 #      POSTGRES_DB) and *.sh (sourced), in name order; stop it;
 #   4. exec the command (postgres -c ...), as the image does.
-# Not emulated: running as root (su-exec), POSTGRES_HOST_AUTH_METHOD other than the default,
-# compressed init files. A data directory that exists already is used as it is.
+# As root (no runAsUser: the image's USER), it first gives PGDATA and the socket directory to
+# postgres and runs itself again as postgres (the image uses su-exec; setpriv here).
+# Not emulated: POSTGRES_HOST_AUTH_METHOD other than the default, compressed init files. A data
+# directory that exists already is used as it is.
 set -eu
+: "${POSTGRES_USER:=postgres}"
+export POSTGRES_USER
+
+if [ "${1:-}" = postgres ] && [ "$(id -u)" = 0 ]; then
+  mkdir -p "$PGDATA" /var/run/postgresql
+  chown -R postgres:postgres "$PGDATA"
+  chown postgres:postgres /var/run/postgresql
+  chmod 0700 "$PGDATA"
+  chmod 3777 /var/run/postgresql
+  exec setpriv --reuid=postgres --regid=postgres --clear-groups "$0" "$@"
+fi
 
 if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   mkdir -p "$PGDATA"

@@ -146,6 +146,65 @@ def test_redis_password_and_secret_key_changes_need_their_flag(change, words):
     prepare("upgrade", **change, **{flag: True})
 
 
+def stored_credentials(model: dict) -> dict[str, str]:
+    import base64
+
+    return {k: base64.b64decode(v).decode() for k, v in objects(model)[("Secret", "dify-credentials")]["data"].items()}
+
+
+def test_credentials_come_from_a_secret_the_user_manages_which_is_only_read():
+    from cases import secret
+
+    mine = {"user_credentials": secret("vault-dify", {"SECRET_KEY": "k" * 64, "DB_PASSWORD": "from-vault"})}
+    model = prepare("default", existing=mine, dify_credentials_secret="vault-dify")
+    values = stored_credentials(model)
+    assert values["SECRET_KEY"] == "k" * 64 and values["DB_PASSWORD"] == "from-vault"
+    assert values["REDIS_PASSWORD"].startswith("generated-"), "what it does not hold is generated as usual"
+    written = [o["metadata"]["name"] for phase in model["objects"].values() for o in phase] + [
+        o["metadata"]["name"] for o in model["secrets"]
+    ]
+    assert "vault-dify" not in written, "the user's Secret is never written"
+    # Keys named per credential; each named one is required.
+    renamed = {"user_credentials": secret("vault-dify", {"secret-key": "k" * 64})}
+    model = prepare("default", existing=renamed, dify_credentials_secret="vault-dify",
+                    dify_credentials_secret_keys={"SECRET_KEY": "secret-key"})  # fmt: skip
+    assert stored_credentials(model)["SECRET_KEY"] == "k" * 64
+    with pytest.raises(InputError, match=r"vault-dify has no \(or an empty\) key db-password \(for DB_PASSWORD"):
+        prepare("default", existing=renamed, dify_credentials_secret="vault-dify",
+                dify_credentials_secret_keys={"SECRET_KEY": "secret-key", "DB_PASSWORD": "db-password"})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("existing", "more", "words"),
+    [
+        ({}, {}, r"dify_credentials_secret vault-dify: no such Secret in namespace dify"),
+        ({"DB_PASSWORD": "x"}, {}, r"vault-dify has no \(or an empty\) key SECRET_KEY"),
+        ({"SECRET_KEY": "k"}, {"dify_credentials_secret_keys": {"SECRET": "k"}}, r"SECRET are not credentials"),
+        ({"SECRET_KEY": "k"}, {"dify_secret_key": "other"}, r"dify_secret_key .* and key SECRET_KEY of .* differ"),
+        ({"SECRET_KEY": "k"}, {"dify_credentials_secret": "dify-credentials"}, r"a Secret this collection writes"),
+    ],
+)
+def test_a_user_managed_secret_that_cannot_be_used_is_refused_naming_it(existing, more, words):
+    from cases import secret
+
+    found = {"user_credentials": secret("vault-dify", existing)} if existing else {}
+    with pytest.raises(InputError, match=words):
+        prepare("default", existing=found, **{"dify_credentials_secret": "vault-dify", **more})
+
+
+def test_a_user_managed_secret_passes_the_guards_of_existing_data():
+    from cases import secret
+
+    changed = {"user_credentials": secret("vault-dify", {"SECRET_KEY": "stored-secret-key", "DB_PASSWORD": "new"})}
+    with pytest.raises(InputError, match="dify_db_password differs"):
+        prepare("upgrade", existing=changed, dify_credentials_secret="vault-dify")
+    same = {"user_credentials": secret("vault-dify", {"SECRET_KEY": "stored-secret-key"})}
+    assert (
+        stored_credentials(prepare("upgrade", existing=same, dify_credentials_secret="vault-dify"))["DB_PASSWORD"]
+        == "stored-db-password"
+    )
+
+
 def test_read_only_entry_points_generate_nothing():
     model = prepare("default", entry_point="status")
     import base64
