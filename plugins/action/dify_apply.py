@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import Applier
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import apply_with
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.args import (
     APPLY_ARG_SPEC,
     APPLY_REQUIRED_TOGETHER,
@@ -24,13 +24,4 @@ class ActionModule(DifyAction):
         problems = apply_problems(params)
         if problems:
             raise InputError("invalid options: " + "; ".join(problems), problems=problems)
-        applier = Applier(self.kube(), params["field_manager"], params["force_conflicts"], self.check_mode)
-        outcome = applier.run(
-            params["definitions"],
-            wait=params["wait"],
-            timeout=params["wait_timeout"],
-            prune_kinds=params["prune_kinds"],
-            prune_selector=params["prune_selector"],
-            prune_namespace=params["prune_namespace"],
-        )
-        return {"changed": outcome.changed, "objects": outcome.objects}
+        return apply_with(self.kube(), params, self.check_mode)

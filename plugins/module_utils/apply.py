@@ -400,3 +400,17 @@ def read_all(api: ApplyApi, reads: list[dict[str, Any]]) -> dict[str, dict[str, 
             raise ApplyFailed(f"reading {kind} {name or '(all)'}{where} failed: {message}", read=read["id"]) from exc
         found[read["id"]] = {"resources": resources}
     return found
+
+
+def apply_with(kube: Any, params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    """dify_apply's work from its validated options (the module and the action plugin share it)."""
+    applier = Applier(kube, params["field_manager"], params["force_conflicts"], check_mode)
+    outcome = applier.run(
+        params["definitions"],
+        wait=params["wait"],
+        timeout=params["wait_timeout"],
+        prune_kinds=params["prune_kinds"],
+        prune_selector=params["prune_selector"],
+        prune_namespace=params["prune_namespace"],
+    )
+    return {"changed": outcome.changed, "objects": outcome.objects}

@@ -114,7 +114,7 @@ objects:
   sample: [{kind: Deployment, name: dify-api, namespace: dify, action: unchanged}]
 """
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import Applier  # noqa: E402
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import apply_with  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.args import (  # noqa: E402
     APPLY_ARG_SPEC,
     APPLY_REQUIRED_TOGETHER,
@@ -128,17 +128,7 @@ class DifyApply(DifyModule):
         return apply_problems(self.params)
 
     def execute(self) -> dict:
-        params = self.params
-        applier = Applier(self.kube, params["field_manager"], params["force_conflicts"], self.check_mode)
-        outcome = applier.run(
-            params["definitions"],
-            wait=params["wait"],
-            timeout=params["wait_timeout"],
-            prune_kinds=params["prune_kinds"],
-            prune_selector=params["prune_selector"],
-            prune_namespace=params["prune_namespace"],
-        )
-        return {"changed": outcome.changed, "objects": outcome.objects}
+        return apply_with(self.kube, self.params, self.check_mode)
 
 
 def main() -> None:

@@ -234,13 +234,13 @@ def model_build_seconds(repeat: int = 5) -> list[float]:
     """Building the whole model of the default inventory in Python, no cluster (the prepare step
     without its one read)."""
     sys.path[:0] = [str(ROOT / "collections"), str(ROOT / "tests/unit/plugins/module_utils/model")]
-    from cases import ASSETS, reader
+    from cases import ASSETS, reader, releases
     from role_settings import params
 
     from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import build
 
-    settings = params(**LOCAL_VARS)
-    timer = timeit.Timer(lambda: build.prepare(settings, "main", reader({}), assets=ASSETS))
+    settings, catalog = params(**LOCAL_VARS), releases()
+    timer = timeit.Timer(lambda: build.prepare(settings, "main", reader({}), assets=ASSETS, releases=catalog))
     return [t / 10 for t in timer.repeat(repeat=repeat, number=10)]
 
 

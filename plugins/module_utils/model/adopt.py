@@ -184,7 +184,7 @@ def _mounted_claim(workload: dict[str, Any], container: dict[str, Any], path: st
                 return f"{template['metadata']['name']}-{workload['metadata']['name']}-0", ""
         return None, f"volume {mount['name']} (not found)"
     kind = next((k for k in volume if k != "name"), "?")
-    return None, f"a {kind} volume"
+    return None, f"volume {mount['name']} ({kind})"
 
 
 def _node_of(workload: dict[str, Any], pods: list[dict[str, Any]]) -> str:
@@ -210,6 +210,19 @@ def _served_image(host: str, services: list[dict[str, Any]], workloads: list[dic
 def _service_host(host: str, namespace: str, services: set[str]) -> str:
     """A Service name of the source namespace, qualified so the target namespace reaches it."""
     return f"{host}.{namespace}.svc" if host in services else host
+
+
+def _volume(ns: str, workload: dict[str, Any], container: dict[str, Any], path: str, what: str,
+            pods: list[dict[str, Any]], why: str = "") -> Volume:  # fmt: skip
+    """The claim mounted at `path` of a source workload; refused when it is not a volume claim."""
+    claim, instead = _mounted_claim(workload, container, path)
+    if claim is None:
+        raise InputError(
+            f"Nothing was changed. dify_adopt_namespace {ns}: {what} in {path} on {instead}, which cannot be read "
+            f"from outside the pod{why}."
+        )
+    security = workload["spec"]["template"]["spec"].get("securityContext") or {}
+    return Volume(claim, f"{workload['kind']}/{workload['metadata']['name']}", security, _node_of(workload, pods))
 
 
 def discover(s: Any, found: dict[str, Any]) -> Source:
@@ -272,14 +285,8 @@ def discover(s: Any, found: dict[str, Any]) -> Source:
     # Uploaded files: a volume at the api's storage path, or a bucket to reuse.
     storage = (env.get("STORAGE_TYPE") or "opendal").lower()
     if storage in ("opendal", "local") and (env.get("OPENDAL_SCHEME") or "fs") == "fs":
-        claim, instead = _mounted_claim(workload, container, FILES_PATH)
-        if claim is None:
-            raise InputError(
-                f"Nothing was changed. dify_adopt_namespace {ns}: the api keeps its files in {FILES_PATH} on "
-                f"{instead}, which cannot be read from outside the pod (and would not survive it either)."
-            )
-        source.files = Volume(claim, source.api, workload["spec"]["template"]["spec"].get("securityContext") or {},
-                              _node_of(workload, pods))  # fmt: skip
+        source.files = _volume(ns, workload, container, FILES_PATH, "the api keeps its files", pods,
+                               " (and would not survive it either)")  # fmt: skip
     elif storage == "s3":
         source.s3 = {"endpoint": env.get("S3_ENDPOINT", ""), "bucket": env.get("S3_BUCKET_NAME", ""),
                      "region": env.get("S3_REGION", ""), "access_key": env.get("S3_ACCESS_KEY", ""),
@@ -296,30 +303,14 @@ def discover(s: Any, found: dict[str, Any]) -> Source:
         daemon_env = resolve_env(daemon_container, config_maps, secrets)
         source.plugin_database = daemon_env.get("DB_DATABASE") or source.plugin_database
         root = daemon_env.get("PLUGIN_STORAGE_LOCAL_ROOT") or PLUGIN_PATH
-        claim, instead = _mounted_claim(daemon, daemon_container, root)
-        if claim is None:
-            raise InputError(
-                f"Nothing was changed. dify_adopt_namespace {ns}: the plugin daemon keeps its plugins in {root} on "
-                f"{instead}, which cannot be read from outside the pod."
-            )
-        source.plugins = Volume(claim, f"{daemon['kind']}/{daemon['metadata']['name']}",
-                                daemon["spec"]["template"]["spec"].get("securityContext") or {},
-                                _node_of(daemon, pods))  # fmt: skip
+        source.plugins = _volume(ns, daemon, daemon_container, root, "the plugin daemon keeps its plugins", pods)
 
     # The vector store: a bundled Weaviate's volume, or an external one to reuse.
     if (env.get("VECTOR_STORE") or "weaviate") == "weaviate" and env.get("WEAVIATE_ENDPOINT"):
         host = re.sub(r"^\w+://", "", env["WEAVIATE_ENDPOINT"]).split(":", 1)[0].split("/", 1)[0]
         if host in services and weaviates:
             store, store_container = weaviates[0]
-            claim, instead = _mounted_claim(store, store_container, WEAVIATE_PATH)
-            if claim is None:
-                raise InputError(
-                    f"Nothing was changed. dify_adopt_namespace {ns}: Weaviate keeps its data in {WEAVIATE_PATH} "
-                    f"on {instead}, which cannot be read from outside the pod."
-                )
-            source.weaviate = Volume(claim, f"{store['kind']}/{store['metadata']['name']}",
-                                     store["spec"]["template"]["spec"].get("securityContext") or {},
-                                     _node_of(store, pods))  # fmt: skip
+            source.weaviate = _volume(ns, store, store_container, WEAVIATE_PATH, "Weaviate keeps its data", pods)
         else:
             source.vector_store = {"endpoint": env["WEAVIATE_ENDPOINT"],
                                    "grpc_endpoint": env.get("WEAVIATE_GRPC_ENDPOINT", ""),

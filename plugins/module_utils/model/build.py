@@ -209,6 +209,15 @@ def prepare(
         s, image_of, creds, assets, previous_tag=catalog.tag_of(previous) if previous else "", release=release
     )
     model = build(builder)
+    # A first install (no Dify runs, none was ever migrated here) starts what does not use Dify's
+    # schema during the migration: nothing is serving that a new component could break. Every
+    # Service comes along (nginx resolves its upstreams when it starts).
+    first_install = not running and not record and entry_point == "main"  # (an adoption restores data first)
+    model["early"] = [
+        o for o in model["objects"]["app"]
+        if first_install and (o["kind"] == "Service" or (o["kind"] == "Deployment"
+                              and o["metadata"]["labels"].get(names.LABEL_COMPONENT) in SCHEMA_INDEPENDENT))
+    ]  # fmt: skip
     prefix = (s.image_registry.rstrip("/") + "/") if s.image_registry else ""
     model["weaviate_steps"] = [builder.weaviate_step(prefix + image, model) for image in release.weaviate_steps]
 
@@ -278,6 +287,12 @@ def prepare(
         plan["notices"] += adoption.notices
     return result
 
+
+# Components that never touch Dify's database schema (the web frontend, the code sandbox, the
+# proxies, the plugin daemon with its own database): on a first install they need not wait for
+# the migration.
+SCHEMA_INDEPENDENT = ("web", "sandbox", "ssrf-proxy", "nginx", "plugin-daemon", "agent-local-sandbox",
+                      "agent-ssrf-proxy")  # fmt: skip
 
 BACKUP_NAME = re.compile(r"^dify_[^_/]+_to_[^_/]+_[0-9]{8}T[0-9]{6}Z$")
 

@@ -93,7 +93,7 @@ def test_files_that_live_on_an_emptydir_are_refused():
         if "persistentVolumeClaim" in volume and volume["persistentVolumeClaim"]["claimName"] == "dify-api-storage":
             volume.pop("persistentVolumeClaim")
             volume["emptyDir"] = {}
-    with pytest.raises(InputError, match="a emptyDir volume, which cannot be read"):
+    with pytest.raises(InputError, match=r"on volume storage \(emptyDir\), which cannot be read"):
         adopt.discover(settings(), found)
 
 
@@ -177,3 +177,7 @@ def test_a_source_postgresql_newer_than_the_new_one_is_refused_naming_the_image(
     adopt.check_postgres(adopt.discover(settings(), fixture("community")), "postgres:15-alpine")
     external = adopt.Source(**{**source.__dict__, "db_image": ""})
     adopt.check_postgres(external, "postgres:15-alpine")
+
+
+def test_an_adoption_starts_nothing_before_the_copied_databases_are_restored():
+    assert prepare_adoption("community")["early"] == []

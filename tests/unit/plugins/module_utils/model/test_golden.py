@@ -18,6 +18,8 @@ GOLDEN = Path(__file__).parent / "golden"
 def rendered(case: str) -> str:
     model = prepare(case)
     model.pop("changed")
+    # The same objects as the application phase's, started earlier: named, not repeated.
+    model["early"] = [f"{o['kind']}/{o['metadata']['name']}" for o in model["early"]]
     return yaml.safe_dump(model, sort_keys=True, width=120, allow_unicode=True)
 
 

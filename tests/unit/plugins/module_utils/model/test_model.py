@@ -216,6 +216,17 @@ def test_read_only_entry_points_generate_nothing():
 # --------------------------------------------------------------------------- the plan
 
 
+def test_a_first_install_starts_what_does_not_use_the_schema_during_the_migration():
+    early = {(o["kind"], o["metadata"]["labels"]["app.kubernetes.io/component"]) for o in prepare("default")["early"]}
+    deployments = {component for kind, component in early if kind == "Deployment"}
+    assert deployments == {"web", "sandbox", "ssrf-proxy", "nginx", "plugin-daemon", "agent-local-sandbox",
+                           "agent-ssrf-proxy"}  # fmt: skip
+    assert not deployments & {"api", "worker", "beat", "agent-backend"}, "these wait for the migration"
+    assert ("Service", "api") in early, "nginx resolves every upstream when it starts"
+    # Anything running or ever migrated here: everything waits for the migration, as on every upgrade.
+    assert prepare("upgrade")["early"] == []
+
+
 def test_an_image_that_already_migrated_plans_no_migration_unless_forced():
     model = prepare("upgrade", dify_image_tag="1.11.4")
     assert model["plan"]["migration"] == "skip" and model["plan"]["backup"] is False
