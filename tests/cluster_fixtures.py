@@ -60,6 +60,21 @@ class Cluster:
             args += ["-n", namespace]
         return self.kubectl(*args, input=text, check=check)
 
+    def job_finished(self, job: dict) -> str:
+        """When the Job's pod finished: what the play waits for (the Job controller records the
+        Job's completionTime up to a second later, batching pod updates)."""
+        uid = job["metadata"]["uid"]
+        pods = self.get("pods", namespace=job["metadata"]["namespace"])["items"]
+        ends = [
+            cs["state"]["terminated"]["finishedAt"]
+            for pod in pods
+            if pod["metadata"].get("labels", {}).get("batch.kubernetes.io/controller-uid") == uid
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []
+            if (cs.get("state") or {}).get("terminated", {}).get("exitCode") == 0
+        ]
+        assert ends, f"no succeeded pod of Job {job['metadata']['name']}"
+        return max(ends)
+
     def get(self, kind: str, name: str | None = None, namespace: str | None = None, **selectors: str) -> Any:
         args = ["get", kind, "-o", "json"]
         if name:

@@ -294,6 +294,18 @@ def pod_exit_code(pod: dict[str, Any] | None) -> int | None:
     return None
 
 
+def pod_outcome(job: dict[str, Any], pods: dict[str, dict[str, Any]]) -> str | None:
+    """'succeeded' as soon as the pod of a one-completion Job has succeeded (its container exited 0).
+    The Job controller batches pod updates and records that up to a second later; nothing can
+    change the outcome any more."""
+    if ((job.get("spec") or {}).get("completions") or 1) != 1:
+        return None
+    for pod in pods.values():
+        if (pod.get("status") or {}).get("phase") == "Succeeded" and pod_exit_code(pod) == 0:
+            return "succeeded"
+    return None
+
+
 def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
     """A container state after which waiting any longer is pointless."""
     for cs in _container_statuses(pod):
@@ -559,7 +571,7 @@ class JobRunner:
         events = self.api.follow(spec.namespace, job)
         try:
             while True:
-                outcome = job_outcome(current)
+                outcome = job_outcome(current) or pod_outcome(current, pods)
                 if outcome is not None:
                     return self._finish(current, pods, outcome, started)
                 now = self.monotonic()
@@ -638,6 +650,7 @@ class JobRunner:
             "job_name": job["metadata"]["name"],
             "pod_name": pod["metadata"]["name"] if pod else None,
             "exit_code": pod_exit_code(pod),
+            "finished_at": (pod_termination(pod) or {}).get("finishedAt"),
             "duration_seconds": round(self.monotonic() - started, 3),
             "logs": tail(log_text, self.spec.log_lines),
         }

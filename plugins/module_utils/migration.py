@@ -195,8 +195,10 @@ class MigrationRunner(JobRunner):
 
     def finished(self, result: dict[str, Any], job: dict[str, Any], decision: Decision) -> dict[str, Any]:
         record = decision.record
-        completed_at = (job.get("status") or {}).get("completionTime") or time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())
+        completed_at = (
+            (job.get("status") or {}).get("completionTime")
+            or result.get("finished_at")
+            or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
         )
         new_record = record_data(self.spec, job, result, completed_at)
         self.api.write_record(self.spec.namespace, self.record_name, new_record, names.labels(self.spec.component))

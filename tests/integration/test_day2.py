@@ -96,7 +96,7 @@ def test_upgrade_backs_up_before_migrating_and_a_failed_backup_stops_everything(
     assert up.rc == 0, up.stdout[-3000:]
     backup, migration = job(cluster, namespace, "dify-db-backup"), job(cluster, namespace, "dify-db-migration")
     assert backup["metadata"]["creationTimestamp"] <= migration["metadata"]["creationTimestamp"]
-    assert backup["status"]["completionTime"] <= migration["metadata"]["creationTimestamp"]
+    assert cluster.job_finished(backup) <= migration["metadata"]["creationTimestamp"]
     container = backup["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FROM_TAG"] == "1.11.4" and env["TO_TAG"] == "1.11.5"
@@ -199,7 +199,7 @@ def test_a_changed_database_password_is_refused_or_rotated_in_order(cluster, nam
     assert refs["PGPASSWORD"] == {"name": "dify-credentials", "key": "DB_PASSWORD"}  # the old one
     assert refs["NEW_PASSWORD"]["name"] == "dify-db-password-rotation"
     assert cluster.get("secret", "dify-db-password-rotation", namespace) is None, "the hand-over Secret is gone"
-    assert rotation["status"]["completionTime"] <= our_apply_time(cluster, namespace, "secret", "dify-credentials")
+    assert cluster.job_finished(rotation) <= our_apply_time(cluster, namespace, "secret", "dify-credentials")
     assert secret(cluster, namespace)["DB_PASSWORD"] == "NewPassw0rd-for-the-db"
     assert secret(cluster, namespace)["SECRET_KEY"] == before["SECRET_KEY"]
     # The pods that use the password restarted after the rotation (a new ReplicaSet).
@@ -208,9 +208,7 @@ def test_a_changed_database_password_is_refused_or_rotated_in_order(cluster, nam
             rs for rs in cluster.get("replicasets", namespace=namespace)["items"]
             if rs["metadata"]["ownerReferences"][0]["name"] == name and rs["spec"]["replicas"] > 0
         ]  # fmt: skip
-        assert sets and all(
-            rs["metadata"]["creationTimestamp"] >= rotation["status"]["completionTime"] for rs in sets
-        ), name
+        assert sets and all(rs["metadata"]["creationTimestamp"] >= cluster.job_finished(rotation) for rs in sets), name
 
     # Later runs keep the new password without any flag.
     again = ansible("site.yml", {"dify_namespace": namespace})

@@ -66,13 +66,13 @@ def test_the_upgrade_chain_from_1_11_to_1_17_and_the_refusals_after_it(cluster, 
             for rs in cluster.get("replicasets", namespace=namespace)["items"]
             if rs["spec"]["template"]["spec"]["containers"][0]["image"] == f"langgenius/dify-api:{version}"
         ]
-        done = job["status"]["completionTime"]
+        done = cluster.job_finished(job)
         assert api_sets and all(done <= rs["metadata"]["creationTimestamp"] for rs in api_sets), "migration first"
         if previous:
             backup = cluster.get("job", "dify-db-backup", namespace)
             env = {e["name"]: e.get("value") for e in backup["spec"]["template"]["spec"]["containers"][0]["env"]}
             assert env["FROM_TAG"] == previous and env["TO_TAG"] == version
-            assert backup["status"]["completionTime"] <= job["metadata"]["creationTimestamp"]
+            assert cluster.job_finished(backup) <= job["metadata"]["creationTimestamp"]
         again = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": version})
         assert again.rc == 0 and again.changed == 0, version
         previous = version

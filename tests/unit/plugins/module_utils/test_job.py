@@ -519,6 +519,26 @@ def test_pod_that_gets_scheduled_in_time_is_fine():
     assert runner(api, clock, unschedulable_timeout=30).run()["exit_code"] == 0
 
 
+def test_a_succeeded_pod_ends_the_wait_before_the_job_controller_records_it():
+    clock = FakeClock()
+    # No Job event follows: the controller batches pod updates and marks the Job up to 1 s later.
+    api = FakeApi(clock, script=[pod_event("pod_running.yaml"), pod_event("pod_succeeded.yaml")])
+    result = runner(api, clock, timeout=600).run()
+    assert result["exit_code"] == 0 and result["finished_at"] == "2026-11-25T10:00:11Z"
+    assert clock.now == 1000.0, "it did not wait for anything more"
+    # A Job that wants more than one completion waits for the Job's own verdict.
+    many = FakeApi(clock, script=[pod_event("pod_succeeded.yaml")])
+    original = many.create_job
+
+    def create_two(namespace, body):
+        body["spec"]["completions"] = 2
+        return original(namespace, body)
+
+    many.create_job = create_two
+    with pytest.raises(JobFailed, match="timed out"):
+        runner(many, clock, timeout=20).run()
+
+
 def test_timeout_names_what_it_waited_for_and_leaves_the_job():
     clock = FakeClock()
     api = FakeApi(clock, script=[pod_event("pod_running.yaml")])

@@ -119,7 +119,9 @@ def test_successful_run_records_image_and_revisions():
     assert len(api.created) == 1
     written = api.records_written[-1]
     assert written["image"] == IMAGE
-    assert written["completed_at"] == "2026-11-25T10:00:12Z"
+    # Done when the pod succeeded: the time its container finished (the Job controller records the
+    # Job's completion up to a second later).
+    assert written["completed_at"] == "2026-11-25T10:00:11Z"
     assert json.loads(written["applied_revisions"])[0]["from"] == "64b051264f32"
     assert api.streams[0].closed
     assert result["record"]["applied_revisions"][1]["to"] == "4e99a8df00ff"
