@@ -65,7 +65,7 @@ programs: setup cluster-binaries ## squid, nginx, PostgreSQL, Redis run for real
 molecule: setup cluster-binaries ## molecule test for every scenario (default, upgrade)
 	molecule test --all
 
-bench: setup cluster-binaries ## Speed and API cost against kubectl apply (not part of test)
+bench: setup cluster-binaries ## Speed and API cost against helm and kubectl apply on the same objects (not part of test)
 	python tests/bench/bench.py
 
 clean: ## Remove build output (not the venv, not the binary cache)

@@ -57,17 +57,6 @@ _value:
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.status import assess  # noqa: E402
 
 
-def dify_status(
-    reads: dict[str, Any],
-    probe: dict[str, Any] | None = None,
-    check_mode: bool = False,
-    namespace: str = "dify",
-    expose: str = "loadbalancer",
-    database: str = "dify",
-) -> dict[str, Any]:
-    return assess(reads, probe, check_mode, namespace, expose, database)
-
-
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"dify_status": dify_status}
+        return {"dify_status": assess}

@@ -18,8 +18,9 @@ import hashlib
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import ApplyFailed, DifyError
@@ -142,7 +143,10 @@ def ready(obj: dict[str, Any]) -> tuple[bool, str]:
     rolling = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
     if rolling and status.get("updateRevision") and status.get("currentRevision") != status.get("updateRevision"):
         return False, f"{ready_count}/{want} ready, rolling out revision {status.get('updateRevision')}"
-    return ready_count == want and updated == want, f"{ready_count}/{want} ready, {updated} updated"
+    # status.replicas counts pods still terminating: scaled to none, it is 0 once the last is gone.
+    total = status.get("replicas", 0)
+    done = ready_count == want and updated == want and total == want
+    return done, f"{ready_count}/{want} ready, {updated} updated, {total} total"
 
 
 # ----------------------------------------------------------------------------- the API side
@@ -183,6 +187,12 @@ class Outcome:
 
 
 Key = tuple  # (apiVersion, kind, namespace)
+T = TypeVar("T")
+
+# Requests in flight at once within one kind (helm sends its creates concurrently as well): the
+# apiserver answers server-side applies in parallel, and a batch of 20 objects no longer costs 20
+# round trips one after the other. Kinds still go one after the other, in the order rendered.
+CONCURRENCY = 4
 
 
 def _key(obj: dict[str, Any]) -> Key:
@@ -193,12 +203,25 @@ class Applier:
     """Apply one batch: prune, then apply what differs, then wait for workloads."""
 
     def __init__(self, api: ApplyApi, field_manager: str, force: bool = True, check_mode: bool = False,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 monotonic: Callable[[], float] = time.monotonic, concurrency: int = CONCURRENCY) -> None:  # fmt: skip
         self.api = api
         self.field_manager = field_manager
         self.force = force
         self.check_mode = check_mode
         self.monotonic = monotonic
+        self.concurrency = concurrency
+
+    def _send(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return self.api.apply(obj, self.field_manager, self.force, self.check_mode)
+
+    def _each(self, calls: list[Callable[[], T]]) -> list[T]:
+        """The results of ``calls``, in their order, made up to ``concurrency`` at a time. Every
+        call finishes before the first failure (in the calls' order) is raised."""
+        if self.concurrency <= 1 or len(calls) <= 1:
+            return [call() for call in calls]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(calls))) as pool:
+            futures = [pool.submit(call) for call in calls]
+            return [future.result() for future in futures]
 
     def run(
         self,
@@ -223,18 +246,23 @@ class Applier:
             groups.setdefault(_key(obj), []).append(obj)
 
         # Existing objects: one LIST per kind and namespace (a GET for cluster-scoped kinds).
-        live: dict[Key, dict[str, dict[str, Any]]] = {}
-        for key, objs in groups.items():
+        # Discovery (for kinds not known) happens here, before any request runs in a thread.
+        scoped = {key: self.api.namespaced(key[0], key[1]) for key in groups}
+
+        def read(key: Key, objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             api_version, kind, namespace = key
-            if self.api.namespaced(api_version, kind):
-                live[key] = self.api.list(api_version, kind, namespace)[0]
-            else:
-                found = {}
-                for obj in objs:
-                    existing = self.api.get(api_version, kind, obj["metadata"]["name"], None)
-                    if existing:
-                        found[obj["metadata"]["name"]] = existing
-                live[key] = found
+            if scoped[key]:
+                return self.api.list(api_version, kind, namespace)[0]
+            found = {}
+            for obj in objs:
+                existing = self.api.get(api_version, kind, obj["metadata"]["name"], None)
+                if existing:
+                    found[obj["metadata"]["name"]] = existing
+            return found
+
+        live: dict[Key, dict[str, dict[str, Any]]] = dict(
+            zip(groups, self._each([lambda key=key, objs=objs: read(key, objs) for key, objs in groups.items()]))
+        )
 
         if prune_kinds and prune_selector:
             self._prune(desired, prune_kinds, prune_selector, prune_namespace, outcome, wait, timeout)
@@ -246,17 +274,22 @@ class Applier:
         applied: dict[Key, dict[str, dict[str, Any]]] = {}
         entries: dict[tuple[Key, str], dict[str, Any]] = {}
         for key, objs in groups.items():
+            to_send = [] if key[2] in absent else [
+                obj for obj in objs if not unchanged(obj, live[key].get(obj["metadata"]["name"]))
+            ]  # fmt: skip
+            sent = self._each([lambda obj=obj: self._send(obj) for obj in to_send])
+            results = {obj["metadata"]["name"]: result for obj, result in zip(to_send, sent)}
             for obj in objs:
                 name = obj["metadata"]["name"]
                 current = live[key].get(name)
-                if unchanged(obj, current):
-                    entries[key, name] = outcome.note(obj, "unchanged")
-                    applied.setdefault(key, {})[name] = current
+                if name not in results:
+                    if unchanged(obj, current):
+                        entries[key, name] = outcome.note(obj, "unchanged")
+                        applied.setdefault(key, {})[name] = current
+                    else:
+                        outcome.note(obj, "created")  # into a namespace that a dry run cannot see yet
                     continue
-                if key[2] in absent:
-                    outcome.note(obj, "created")
-                    continue
-                result = self.api.apply(obj, self.field_manager, self.force, self.check_mode)
+                result = results[name]
                 if current is None:
                     action = "created"
                 elif (result.get("metadata") or {}).get("resourceVersion") != current["metadata"].get(

@@ -68,6 +68,8 @@ BACKUP_JOB = "dify-db-backup"
 # The backups made before upgrades (name -> from, to, time, files), data instead of file names.
 BACKUP_RECORD = "dify-backups"
 RESTORE_JOB = "dify-db-restore"
+# The copy of Weaviate's volume before its image changes (in dify-backups, under weaviate/).
+WEAVIATE_BACKUP_JOB = "dify-weaviate-backup"
 STATUS_JOB = "dify-status-probe"
 ROTATION_JOB = "dify-db-password-rotation"
 ROTATION_SECRET = "dify-db-password-rotation"
@@ -92,5 +94,6 @@ def statefulset_claim(component: str) -> str:
 # Components of Jobs (their pods get NetworkPolicies of their own).
 MIGRATION = "db-migration"
 DB_TOOLS = "db-tools"
+WEAVIATE_BACKUP = "weaviate-backup"
 STATUS_PROBE = "status-probe"
 PROVIDER_SETUP = "provider-setup"

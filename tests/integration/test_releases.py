@@ -52,8 +52,8 @@ def secret(cluster: Cluster, namespace: str) -> dict[str, str]:
 
 
 def test_the_upgrade_chain_from_1_11_to_1_17_and_the_refusals_after_it(cluster, namespace, ansible, pod_logs):
-    pod_logs("BACKUP dify_chain_backup_20261201T000000Z\nINFO  [alembic.runtime.migration] Running upgrade a -> b, x",
-             containers=("api", "db-tools"))  # fmt: skip
+    pod_logs("BACKUP dify_chain_backup_20261201T000000Z\nWEAVIATE_BACKUP weaviate_1.27.0_20261201T000000Z\n"
+             "INFO  [alembic.runtime.migration] Running upgrade a -> b, x", containers=("api", "db-tools"))  # fmt: skip
     previous = None
     for version in ("1.11.4", "1.13.3", "1.17.1"):
         run = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": version})
@@ -78,11 +78,24 @@ def test_the_upgrade_chain_from_1_11_to_1_17_and_the_refusals_after_it(cluster, 
         previous = version
 
     # 1.17.1: Weaviate went from 1.27 to 1.39 one minor at a time; the agent runs with its keys.
-    steps = run.result("Step Weaviate through " + ", ".join(
+    step_task = "Step Weaviate through " + ", ".join(
         ["1.28.16", "1.29.11", "1.30.23", "1.31.22", "1.32.27", "1.33.18", "1.34.20", "1.35.23", "1.36.23", "1.37.14",
-         "1.38.9"]))  # fmt: skip
+         "1.38.9"])  # fmt: skip
+    steps = run.result(step_task)
     assert [r["item"]["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
             for r in steps["results"]][:2] == ["1.28.16", "1.29.11"]  # fmt: skip
+    # ... after its volume was copied at rest (Weaviate stopped), and the copy is recorded with the
+    # database backup of the same upgrade.
+    order = [name.split(" : ")[-1] for name in run.results]
+    assert order.index("Stop Weaviate for the copy") < order.index("Copy Weaviate's volume to dify-backups")
+    assert order.index("Copy Weaviate's volume to dify-backups") < order.index(step_task)
+    stopped = run.result("Stop Weaviate for the copy")["objects"]
+    assert stopped == [{"kind": "StatefulSet", "name": "dify-weaviate", "namespace": namespace, "action": "configured"}]
+    copy_job = cluster.get("job", "dify-weaviate-backup", namespace)["spec"]["template"]["spec"]
+    assert {e["name"]: e.get("value") for e in copy_job["containers"][0]["env"]}["WEAVIATE_TAG"] == "1.27.0"
+    record = {k: json.loads(v) for k, v in cluster.get("configmap", "dify-backups", namespace)["data"].items()}
+    assert [b["weaviate"] for b in record.values() if b["to"] == "1.17.1"] == ["weaviate_1.27.0_20261201T000000Z"]
+    assert "weaviate_1.27.0_20261201T000000Z" in " ".join(run.result("Dify is installed")["msg"])
     keys = secret(cluster, namespace)
     assert {"AGENT_BACKEND_API_TOKEN", "AGENT_SANDBOX_AUTH_TOKEN", "AGENT_SERVER_SECRET_KEY"} <= set(keys)
     agent = cluster.get("deployment", "dify-agent-backend", namespace)["spec"]["template"]["spec"]["containers"][0]
@@ -102,6 +115,27 @@ def test_the_upgrade_chain_from_1_11_to_1_17_and_the_refusals_after_it(cluster, 
         assert words in message, message
         assert versions(cluster, namespace) == before, f"{version} changed the cluster"
         assert cluster.get("job", "dify-db-migration", namespace)["metadata"]["uid"] == job_uid
+
+
+def test_a_failed_copy_of_weaviate_upgrades_nothing_and_weaviate_runs_as_before(cluster, namespace, ansible):
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.16.1"}).rc == 0
+    job_uid = cluster.get("job", "dify-db-migration", namespace)["metadata"]["uid"]
+    failing = {"dify_namespace": namespace, "dify_image_tag": "1.17.1",
+               "dify_backup_pod_annotations": {"dify-ce.test/exit-code": "1"}}  # fmt: skip
+    run = ansible("site.yml", failing)
+    assert run.rc != 0
+    message = " ".join(r.get("msg", "") for r in run.failed_results)
+    assert "The copy of Weaviate's volume failed, so nothing was upgraded: Weaviate runs 1.27.0 again" in message
+    assert "dify_backup_weaviate" in message
+    assert images(cluster, namespace) == expected("1.16.1")
+    weaviate = cluster.get("statefulset", "dify-weaviate", namespace)
+    assert weaviate["spec"]["replicas"] == 1 and weaviate["status"].get("readyReplicas") == 1
+    assert cluster.get("job", "dify-db-migration", namespace)["metadata"]["uid"] == job_uid, "no migration ran"
+    assert not any(name.split(" : ")[-1].startswith("Step Weaviate through 1.") for name in run.results)
+    # What a user does next: the same upgrade, once the copy can succeed.
+    again = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.17.1"})
+    assert again.rc == 0, again.stdout[-3000:]
+    assert images(cluster, namespace) == expected("1.17.1")
 
 
 @pytest.mark.parametrize("version", SUPPORTED)

@@ -192,6 +192,9 @@ IMAGES: dict[str, Image] = {
         workdir="/app/api",
         passwd=["dify:x:1001:1001::/home/dify:/bin/bash"],
         groups=["dify:x:1001:"],
+        # The venv at its own path: a checkout under /tmp would otherwise be hidden by the
+        # container's own /tmp.
+        files={str(Path(sys.prefix)): Path(sys.prefix)},
         # The venv's interpreter may live in a directory uid 1001 cannot enter (root's home).
         reachable=[str(p) for p in Path(os.path.realpath(sys.executable)).parents if not os.stat(p).st_mode & 0o001],
         note="this venv's python with psycopg2-binary and redis for the image's python",

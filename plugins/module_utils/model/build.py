@@ -220,6 +220,18 @@ def prepare(
     ]  # fmt: skip
     prefix = (s.image_registry.rstrip("/") + "/") if s.image_registry else ""
     model["weaviate_steps"] = [builder.weaviate_step(prefix + image, model) for image in release.weaviate_steps]
+    # The bundled Weaviate gets another image (an upgrade, steps included): its volume is copied first.
+    weaviate_from = running.get("weaviate", "") if builder.weaviate_backup_wanted else ""
+    weaviate_to = next(
+        (
+            o["spec"]["template"]["spec"]["containers"][0]["image"]
+            for o in model["objects"]["data"]
+            if o["metadata"]["name"] == names.workload("weaviate") and o["kind"] == "StatefulSet"
+        ),
+        "",
+    )
+    if weaviate_from and weaviate_to and weaviate_from != weaviate_to:
+        model["weaviate_backup"] = builder.weaviate_backup(weaviate_from, model)
 
     # What the phases will do.
     target = image_of["api"]
@@ -246,6 +258,8 @@ def prepare(
         "rotate_db_password": creds.rotate_db_password,
         "provider_setup": False,
         "weaviate_steps": [catalog.tag_of(image) for image in release.weaviate_steps],
+        "weaviate_backup": "weaviate_backup" in model,
+        "weaviate_backup_of": catalog.tag_of(weaviate_from) if "weaviate_backup" in model else "",
         "changes": changes(running, model),
         "notices": creds.notices + release.notices,
     }
@@ -382,6 +396,7 @@ def _names() -> dict[str, str]:
         "backup_job": names.BACKUP_JOB,
         "backup_record": names.BACKUP_RECORD,
         "backups_pvc": names.BACKUPS_PVC,
+        "weaviate_backup_job": names.WEAVIATE_BACKUP_JOB,
         "restore_job": names.RESTORE_JOB,
         "status_job": names.STATUS_JOB,
         "rotation_job": names.ROTATION_JOB,

@@ -327,7 +327,7 @@ class Builder:
         out.append(
             self.claim(names.PLUGIN_PVC, "plugin-daemon", "ReadWriteOnce", s.storage_class, s.plugin_storage_size)
         )
-        if s.backup_enabled:
+        if s.backup_enabled or self.weaviate_backup_wanted:
             out.append(
                 self.claim(names.BACKUPS_PVC, "backups", "ReadWriteOnce", s.storage_class, s.backup_storage_size)
             )
@@ -1049,13 +1049,58 @@ class Builder:
             if w.name in self.autoscaled
         ]
 
-    def weaviate_step(self, image: str, model: dict[str, Any]) -> dict[str, Any]:
-        """The Weaviate StatefulSet with an intermediate image, for stepping one minor at a time."""
+    @property
+    def weaviate_backup_wanted(self) -> bool:
+        """Whether copies of the bundled Weaviate's volume are taken before its image changes."""
+        return bool(self.s.weaviate_enabled and self.s.get("backup_weaviate", False))
+
+    def weaviate_step(self, image: str, model: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
+        """The Weaviate StatefulSet with another image (a step of one minor version, or the one
+        running), optionally with another number of replicas."""
         sts = next(o for o in model["objects"]["data"] if o["kind"] == "StatefulSet"
                    and o["metadata"]["name"] == names.workload("weaviate"))  # fmt: skip
         step = copy.deepcopy(sts)
         step["spec"]["template"]["spec"]["containers"][0]["image"] = image
+        if replicas is not None:
+            step["spec"]["replicas"] = replicas
         return step
+
+    def weaviate_backup(self, running_image: str, model: dict[str, Any]) -> dict[str, Any]:
+        """Stop Weaviate, copy its volume, or start it again as it ran: the StatefulSet at the
+        running image with no replica and with its own, and the copy Job's pod. The pod runs as
+        Weaviate's user, with the backups volume's group (fsGroup 70 of the database tools) as a
+        supplementary one and no fsGroup of its own: the kubelet changes neither volume's owner."""
+        s = self.s
+        tools = self.postgres_pod()
+        claim = names.statefulset_claim("weaviate")
+        job = pod_template(
+            tools,
+            command=["/bin/sh", "-ec"],
+            args=[scripts.WEAVIATE_BACKUP],
+            env={"WEAVIATE_TAG": running_image.rsplit(":", 1)[-1], "KEEP": str(s.backup_keep)},
+            volumes=[
+                {"name": "weaviate", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
+                {"name": "backups", "persistentVolumeClaim": {"claimName": names.BACKUPS_PVC}},
+            ],
+            volume_mounts=[
+                {"name": "weaviate", "mountPath": "/weaviate", "readOnly": True},
+                {"name": "backups", "mountPath": "/backups"},
+            ],
+            pod_security_context=dict(
+                tools["spec"]["securityContext"], runAsUser=1000, runAsGroup=1000, supplementalGroups=[70]
+            ),
+            pod_labels=names.labels(names.WEAVIATE_BACKUP),
+            pod_annotations=s.backup_pod_annotations,
+        )
+        job["spec"]["securityContext"].pop("fsGroup", None)
+        container = job["spec"]["containers"][0]
+        container.pop("envFrom", None)  # it never talks to the database
+        container["env"] = [e for e in container["env"] if e["name"] != "PGPASSWORD"]
+        return {
+            "stop": self.weaviate_step(running_image, model, replicas=0),
+            "resume": self.weaviate_step(running_image, model),
+            "job": job,
+        }
 
     # ------------------------------------------------------------------ Jobs
     def jobs(self) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,25 @@ echo "BACKUP $(basename "$base")"
 ls -1t /backups
 """
 
+# Weaviate's volume (mounted read-only at /weaviate, Weaviate stopped) as one archive in
+# dify-backups/weaviate, named after the Weaviate version it holds. Written under a temporary
+# name first, so a copy cut short is never taken for a whole one; keeps the newest $KEEP.
+WEAVIATE_BACKUP = """\
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+name="weaviate_${WEAVIATE_TAG}_${stamp}"
+partial="/backups/weaviate/$name.tar.gz.partial"
+trap 'rm -f "$partial"' EXIT
+mkdir -p /backups/weaviate
+tar -C /weaviate -czf "$partial" .
+mv "$partial" "/backups/weaviate/$name.tar.gz"
+ls -1t /backups/weaviate/weaviate_*.tar.gz | tail -n "+$((KEEP + 1))" | while read -r old; do
+  rm -f "$old"
+  echo "REMOVED $(basename "${old%.tar.gz}")"
+done
+echo "WEAVIATE_BACKUP $name"
+ls -l /backups/weaviate
+"""
+
 # Both databases back from a backup; --clean --if-exists drops what the dump recreates.
 RESTORE = """\
 base="/backups/$BACKUP"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Any
 
 import pytest
@@ -91,11 +92,21 @@ def test_readiness_of_workloads():
     assert a.ready(stale) == (False, "the controller has not seen the change yet")
     assert a.ready({"kind": "ConfigMap"})[0]
     sts = {"kind": "StatefulSet", "metadata": {"generation": 1}, "spec": {"replicas": 1},
-           "status": {"observedGeneration": 1, "readyReplicas": 1, "updatedReplicas": 1,
+           "status": {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1,
                       "currentRevision": "a", "updateRevision": "b"}}  # fmt: skip
     assert not a.ready(sts)[0]
     sts["status"]["currentRevision"] = "b"
     assert a.ready(sts)[0]
+    # Scaled to none: stopped only once its last pod is gone (a terminating pod still counts).
+    stopping = {
+        "kind": "StatefulSet",
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 0},
+        "status": {"observedGeneration": 2, "replicas": 1, "currentRevision": "b", "updateRevision": "b"},
+    }
+    assert a.ready(stopping) == (False, "0/0 ready, 0 updated, 1 total")
+    stopping["status"]["replicas"] = 0
+    assert a.ready(stopping)[0]
 
 
 # --------------------------------------------------------------------------- the applier
@@ -394,3 +405,65 @@ def test_a_load_balancer_is_ready_once_it_has_an_address_and_the_result_says_whi
     api = LoadBalancer([])
     outcome = a.Applier(api, "dify_ce.kubernetes").run([service], wait=True)
     assert outcome.objects[0]["load_balancer"] == [{"ip": "198.18.0.1"}]
+
+
+# --------------------------------------------------------------------------- requests in flight at once
+
+
+class Recording(FakeApi):
+    """Records when each apply starts and ends; ``barrier`` holds each apply until that many are
+    in flight (a broken barrier, after its timeout, means they were sent one after the other)."""
+
+    def __init__(self, existing: list[dict], barrier: threading.Barrier | None = None, fail: str = ""):
+        super().__init__(existing)
+        self.barrier, self.fail = barrier, fail
+        self.log: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def apply(self, obj, field_manager, force, dry_run):
+        name = obj["metadata"]["name"]
+        with self.lock:
+            self.log.append(("start", obj["kind"]))
+        if self.barrier and obj["kind"] == "Deployment":
+            self.barrier.wait()
+        try:
+            if name == self.fail:
+                raise ApplyFailed(f"applying Deployment {name}: the apiserver said no")
+            with self.lock:
+                return super().apply(obj, field_manager, force, dry_run)
+        finally:
+            with self.lock:
+                self.log.append(("end", obj["kind"]))
+
+
+def test_objects_of_one_kind_are_sent_together_and_reported_in_their_order():
+    desired = [deployment(f"dify-{n}") for n in ("api", "worker", "web", "sandbox")]
+    api = Recording([], barrier=threading.Barrier(2, timeout=5))
+    outcome = a.Applier(api, "dify_ce.kubernetes").run(desired)
+    assert [o["name"] for o in outcome.objects] == ["dify-api", "dify-worker", "dify-web", "dify-sandbox"]
+    assert all(o["action"] == "created" for o in outcome.objects)
+
+
+def test_kinds_go_one_after_the_other_in_the_order_rendered():
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dify"}}
+    desired = [namespace] + [deployment(f"dify-{n}") for n in ("api", "worker", "web", "sandbox")]
+    api = Recording([])
+    a.Applier(api, "dify_ce.kubernetes").run(desired)
+    assert api.log[:2] == [("start", "Namespace"), ("end", "Namespace")]
+    assert {kind for _event, kind in api.log[2:]} == {"Deployment"}
+
+
+def test_a_failed_request_is_raised_once_every_request_of_its_kind_has_finished():
+    desired = [deployment(f"dify-{n}") for n in ("api", "worker", "web", "sandbox")]
+    api = Recording([], fail="dify-worker")
+    with pytest.raises(ApplyFailed, match="dify-worker"):
+        a.Applier(api, "dify_ce.kubernetes").run(desired)
+    assert api.log.count(("end", "Deployment")) == 4
+    assert set(api.store) == {("Deployment", "dify-api"), ("Deployment", "dify-web"), ("Deployment", "dify-sandbox")}
+
+
+def test_one_at_a_time_when_asked():
+    desired = [deployment(f"dify-{n}") for n in ("api", "worker")]
+    api = Recording([])
+    a.Applier(api, "dify_ce.kubernetes", concurrency=1).run(desired)
+    assert api.log == [("start", "Deployment"), ("end", "Deployment")] * 2

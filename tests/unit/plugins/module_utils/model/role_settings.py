@@ -28,9 +28,11 @@ def argument_specs() -> dict[str, Any]:
 def params(entry_point: str = "main", **inventory: Any) -> dict[str, Any]:
     values = copy.deepcopy(defaults())
     values.update(copy.deepcopy(inventory))
-    # The two defaults that are templates.
+    # The defaults that are templates.
     if isinstance(values.get("dify_backup_enabled"), str):
         values["dify_backup_enabled"] = values["dify_postgres_enabled"]
+    if isinstance(values.get("dify_backup_weaviate"), str):
+        values["dify_backup_weaviate"] = values["dify_backup_enabled"]
     values["dify_manifests_dir"] = "/tmp/dify-manifests"
     spec = argument_specs()[entry_point]["options"]
     result = ArgumentSpecValidator(spec).validate({k: v for k, v in values.items() if k in spec},

@@ -147,6 +147,72 @@ def test_an_upgrade_to_1_17_plans_the_weaviate_steps_and_the_changes():
     assert "agent_backend" in changes["added"]
 
 
+def running_weaviate(image: str = "semitechnologies/weaviate:1.27.0") -> dict:
+    return {
+        "kind": "StatefulSet",
+        "metadata": {"name": "dify-weaviate", "labels": {"app.kubernetes.io/component": "weaviate"}},
+        "spec": {"template": {"spec": {"containers": [{"image": image}]}}},
+    }
+
+
+def test_weaviates_volume_is_copied_before_its_image_changes_by_weaviates_user_and_offline():
+    model = prepare("upgrade", dify_image_tag="1.17.1", existing={"statefulsets": [running_weaviate()]},
+                    dify_backup_pod_annotations={"example.com/backup": "yes"})  # fmt: skip
+    assert model["plan"]["weaviate_backup"] is True and model["plan"]["weaviate_backup_of"] == "1.27.0"
+    copy = model["weaviate_backup"]
+    for name, replicas in (("stop", 0), ("resume", 1)):
+        sts = copy[name]
+        assert sts["metadata"]["name"] == "dify-weaviate" and sts["spec"]["replicas"] == replicas, name
+        assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == "semitechnologies/weaviate:1.27.0", name
+    pod = copy["job"]["spec"]
+    # Weaviate's user; the backups volume's group as a supplementary one; no fsGroup, so the
+    # kubelet changes the owner of neither volume.
+    assert pod["securityContext"]["runAsUser"] == 1000 and pod["securityContext"]["supplementalGroups"] == [70]
+    assert "fsGroup" not in pod["securityContext"]
+    volumes = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"]}
+    assert volumes == {"weaviate": {"claimName": "data-dify-weaviate-0", "readOnly": True},
+                       "backups": {"claimName": "dify-backups"}}  # fmt: skip
+    container = pod["containers"][0]
+    assert {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]} == {
+        "/weaviate": True, "/backups": False}  # fmt: skip
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env == {"WEAVIATE_TAG": "1.27.0", "KEEP": "5"}, "no database password, no shared environment"
+    assert "envFrom" not in container
+    assert copy["job"]["metadata"]["labels"]["app.kubernetes.io/component"] == "weaviate-backup"
+    assert copy["job"]["metadata"]["annotations"] == {"example.com/backup": "yes"}
+
+
+@pytest.mark.parametrize(
+    ("existing", "inventory"),
+    [
+        ({}, {}),  # a first install: nothing to copy
+        ({"statefulsets": [running_weaviate("semitechnologies/weaviate:1.39.0")]}, {}),  # same image
+        ({"statefulsets": [running_weaviate()]}, {"dify_backup_weaviate": False}),
+        ({"statefulsets": [running_weaviate()]}, {"dify_weaviate_enabled": False,
+                                                  "dify_weaviate_endpoint": "http://weaviate.example.com:8080",
+                                                  "dify_weaviate_grpc_endpoint": "grpc://weaviate.example.com:50051"}),
+    ],
+)  # fmt: skip
+def test_no_copy_of_weaviate_without_a_bundled_weaviate_whose_image_changes(existing, inventory):
+    model = prepare("upgrade", dify_image_tag="1.17.1", existing=existing, **inventory)
+    assert model["plan"]["weaviate_backup"] is False and "weaviate_backup" not in model
+
+
+def test_the_backups_volume_exists_for_weaviates_copies_alone():
+    external_db = {
+        "dify_postgres_enabled": False,
+        "dify_db_host": "db.example.com",
+        "dify_db_password": "p" * 16,
+        "dify_backup_enabled": False,
+    }
+    claims = {o["metadata"]["name"] for o in prepare("default", **external_db)["objects"]["config"]
+              if o["kind"] == "PersistentVolumeClaim"}  # fmt: skip
+    assert "dify-backups" not in claims
+    claims = {o["metadata"]["name"] for o in prepare("default", dify_backup_weaviate=True, **external_db)["objects"][
+        "config"] if o["kind"] == "PersistentVolumeClaim"}  # fmt: skip
+    assert "dify-backups" in claims
+
+
 def test_the_agents_keys_are_one_secret_key_per_pair_and_kept():
     model = prepare("default")
     secret = next(o for o in model["secrets"] if o["metadata"]["name"] == "dify-credentials")["data"]
