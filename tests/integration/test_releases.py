@@ -138,6 +138,19 @@ def test_a_failed_copy_of_weaviate_upgrades_nothing_and_weaviate_runs_as_before(
     assert images(cluster, namespace) == expected("1.17.1")
 
 
+def test_after_an_uninstall_weaviate_still_steps_from_the_version_its_volume_holds(cluster, namespace, ansible):
+    assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.16.1"}).rc == 0
+    assert ansible("playbooks/uninstall.yml", {"dify_namespace": namespace}).rc == 0
+    assert cluster.get("statefulset", "dify-weaviate", namespace) is None
+    run = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": "1.17.1"})
+    assert run.rc == 0, run.stdout[-3000:]
+    assert "holds the data of Weaviate 1.27.0" in " ".join(run.result("Dify is installed")["msg"])
+    assert run.ran("Copy Weaviate's volume to dify-backups")
+    steps = [name for name in run.results if name.split(" : ")[-1].startswith("Step Weaviate through 1.28.16")]
+    assert steps and len(run.results[steps[0]][-1]["results"]) == 11
+    assert images(cluster, namespace) == expected("1.17.1")
+
+
 @pytest.mark.parametrize("version", SUPPORTED)
 def test_the_objects_of_every_catalogued_release_pass_strict_validation(cluster, namespace, ansible, tmp_path, version):
     out = tmp_path / "manifests"

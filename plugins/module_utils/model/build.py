@@ -113,6 +113,8 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
             ]
         if s.postgres_enabled:
             found.append(read("db_volume", "PersistentVolumeClaim", names.statefulset_claim("postgres")))
+        if s.weaviate_enabled:
+            found.append(read("weaviate_volume", "PersistentVolumeClaim", names.statefulset_claim("weaviate")))
         if wanted_classes(s) and s.cluster_scoped_access:
             found.append({"id": "storage_classes", "api_version": "storage.k8s.io/v1", "kind": "StorageClass"})
     if entry_point in ("status", "restore"):
@@ -189,7 +191,23 @@ def prepare(
 
     running = live_images(found)
     backups = _backups(_first(found, "backup_record"))
-    release = catalog.resolve(s, releases or {}, record, running, backups)
+    prefix = (s.image_registry.rstrip("/") + "/") if s.image_registry else ""
+    # Weaviate's volume without its StatefulSet (after an uninstall) holds the data of the Weaviate
+    # of the release last migrated here: the steps and the copy start from that one.
+    weaviate_live, weaviate_notice = running.get("weaviate", ""), ""
+    if not weaviate_live and s.weaviate_enabled and _first(found, "weaviate_volume") and (record or {}).get("image"):
+        recorded = catalog.weaviate_of(releases or {}, record["image"])
+        if recorded:
+            weaviate_live = prefix + recorded
+            weaviate_notice = (
+                f"Weaviate's volume {names.statefulset_claim('weaviate')} has no Weaviate running; it holds the "
+                f"data of Weaviate {catalog.tag_of(recorded)} (the catalog's for {catalog.tag_of(record['image'])}, "
+                "last migrated here), which the upgrade of Weaviate starts from."
+            )
+    live = dict(running, weaviate=weaviate_live) if weaviate_live else running
+    release = catalog.resolve(s, releases or {}, record, live, backups)
+    if weaviate_notice and live["weaviate"] != images(s, release).get("weaviate"):
+        release.notices.append(weaviate_notice)
     creds = credentials.decide(
         s,
         stored,
@@ -218,10 +236,9 @@ def prepare(
         if first_install and (o["kind"] == "Service" or (o["kind"] == "Deployment"
                               and o["metadata"]["labels"].get(names.LABEL_COMPONENT) in SCHEMA_INDEPENDENT))
     ]  # fmt: skip
-    prefix = (s.image_registry.rstrip("/") + "/") if s.image_registry else ""
     model["weaviate_steps"] = [builder.weaviate_step(prefix + image, model) for image in release.weaviate_steps]
     # The bundled Weaviate gets another image (an upgrade, steps included): its volume is copied first.
-    weaviate_from = running.get("weaviate", "") if builder.weaviate_backup_wanted else ""
+    weaviate_from = weaviate_live if builder.weaviate_backup_wanted else ""
     weaviate_to = next(
         (
             o["spec"]["template"]["spec"]["containers"][0]["image"]

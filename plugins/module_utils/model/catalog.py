@@ -202,6 +202,12 @@ def check_upgrade(
         )
 
 
+def weaviate_of(releases: dict[str, Any], api_image: str) -> str:
+    """The catalog's Weaviate for the release of an api image ("" for a line it does not know)."""
+    entry = (releases.get("lines") or {}).get(line_of(tag_of(api_image))) or {}
+    return (entry.get("images") or {}).get("weaviate", "")
+
+
 def weaviate_steps(s: Settings, releases: dict[str, Any], live: str, target: str) -> list[str]:
     """The Weaviate versions to pass through on the way from the running one to the target, one
     minor at a time (the target itself excluded); refuses a downgrade."""

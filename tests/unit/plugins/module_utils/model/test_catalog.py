@@ -198,6 +198,22 @@ def test_no_copy_of_weaviate_without_a_bundled_weaviate_whose_image_changes(exis
     assert model["plan"]["weaviate_backup"] is False and "weaviate_backup" not in model
 
 
+def test_weaviates_volume_without_its_statefulset_starts_from_the_weaviate_last_migrated_here():
+    """After an uninstall of 1.16.1, a reinstall of 1.17.1 still steps Weaviate from 1.27, copy first."""
+    record = {"image": "langgenius/dify-api:1.16.1", "job": "dify-db-migration", "completed_at": "t"}
+    model = prepare("upgrade", dify_image_tag="1.17.1", existing={"migration_record": record, "weaviate_volume": True})
+    assert model["plan"]["weaviate_steps"][0] == "1.28.16" and len(model["weaviate_steps"]) == 11
+    assert model["plan"]["weaviate_backup"] is True and model["plan"]["weaviate_backup_of"] == "1.27.0"
+    assert any("holds the data of Weaviate 1.27.0" in n for n in model["plan"]["notices"])
+    # No volume (a first install, or Weaviate's volume purged): nothing to step from.
+    fresh = prepare("upgrade", dify_image_tag="1.17.1", existing={"migration_record": record})
+    assert fresh["plan"]["weaviate_steps"] == [] and fresh["plan"]["weaviate_backup"] is False
+    # The same release again: nothing to step, nothing to say.
+    same = prepare("upgrade", dify_image_tag="1.17.1", existing={
+        "migration_record": dict(record, image="langgenius/dify-api:1.17.1"), "weaviate_volume": True})  # fmt: skip
+    assert same["plan"]["weaviate_steps"] == [] and not any("holds the data" in n for n in same["plan"]["notices"])
+
+
 def test_the_backups_volume_exists_for_weaviates_copies_alone():
     external_db = {
         "dify_postgres_enabled": False,
