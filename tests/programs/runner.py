@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import hashlib
 import http.server
 import json
 import os
@@ -466,7 +467,7 @@ class Volumes:
                 else:
                     raise AssertionError(f"volume {mount['name']}: unsupported type {sorted(volume)}")
                 if fs_group is not None and ("emptyDir" in volume or "persistentVolumeClaim" in volume):
-                    _apply_fs_group(base, fs_group)
+                    apply_fs_group(base, fs_group)
                 backing[mount["name"]] = base
             source = backing[mount["name"]] / mount.get("subPath", "")
             read_only = bool(mount.get("readOnly")) or "configMap" in volume or "secret" in volume
@@ -474,7 +475,17 @@ class Volumes:
         return result
 
 
-def _apply_fs_group(path: Path, gid: int) -> None:
+def tree(root: Path) -> dict[str, tuple]:
+    """Every file and directory under root: owner, mode, and the content's digest."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        out[str(path.relative_to(root))] = (st.st_uid, st.st_gid, oct(st.st_mode), digest)
+    return out
+
+
+def apply_fs_group(path: Path, gid: int) -> None:
     """fsGroup: group ownership, group rw (x on directories), setgid on directories."""
     for root, dirs, files in os.walk(path):
         for name in [*dirs, *files]:

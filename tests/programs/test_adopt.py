@@ -9,17 +9,15 @@ other; each volume's receiver and sender Jobs stream a volume of the source into
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import uuid
-from pathlib import Path
 
 import psycopg2
 import pytest
 import yaml
 from cluster_fixtures import ADOPTION_FIXTURES, Cluster, install_adoption_source, run_playbook
-from runner import Container, Objects, PodNetwork, Volumes
+from runner import Container, Objects, PodNetwork, Volumes, tree
 
 ROWS = 500
 SOURCE_STORAGE = {"files": "dify-api-storage", "plugins": "dify-plugin-storage"}
@@ -149,16 +147,6 @@ def test_the_database_job_copies_both_databases(adoption):
     assert after == before and before["dify"][0] == ROWS
     # Copy, never move: the source still has every row.
     assert {db: fingerprint(adoption, "source", db, t) for db, t in tables.items()} == before
-
-
-def tree(root: Path) -> dict[str, tuple]:
-    """Every file and directory under root: owner, mode, and the content's digest."""
-    out = {}
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        out[str(path.relative_to(root))] = (st.st_uid, st.st_gid, oct(st.st_mode), digest)
-    return out
 
 
 @pytest.mark.parametrize("what", ["files", "plugins"])

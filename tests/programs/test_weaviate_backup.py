@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cluster_fixtures import Cluster, run_playbook
-from runner import Container, Objects, PodNetwork, Volumes, _apply_fs_group
+from runner import Container, Objects, PodNetwork, Volumes, apply_fs_group, tree
 
 WEAVIATE_CLAIM = "data-dify-weaviate-0"
 
@@ -52,20 +52,11 @@ def volumes(tmp_path: Path, copy_job) -> Volumes:
     (data / "raft.db").write_bytes(b"")
     for path in [data, *data.rglob("*")]:
         os.chown(path, 1000, 1000)
-    _apply_fs_group(data, 1000)  # Weaviate's pod has fsGroup 1000
+    apply_fs_group(data, 1000)  # Weaviate's pod has fsGroup 1000
     backups = vols.claim("dify-backups")
     (backups / "dify_1.16.1_to_1.17.1_20261201T000000Z.dify.dump").write_bytes(b"dump")
-    _apply_fs_group(backups, 70)  # what the database tools' pods (fsGroup 70) left
+    apply_fs_group(backups, 70)  # what the database tools' pods (fsGroup 70) left
     return vols
-
-
-def tree(root: Path) -> dict[str, tuple]:
-    out = {}
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        out[str(path.relative_to(root))] = (st.st_uid, st.st_gid, oct(st.st_mode), digest)
-    return out
 
 
 def archived(archive: Path) -> dict[str, tuple]:
