@@ -151,6 +151,28 @@ def test_after_an_uninstall_weaviate_still_steps_from_the_version_its_volume_hol
     assert images(cluster, namespace) == expected("1.17.1")
 
 
+def test_a_restore_whose_weaviate_cannot_open_the_data_is_refused_before_anything_is_stopped(
+    cluster, namespace, ansible, pod_logs
+):
+    backup = "dify_1.16.1_to_1.17.1_20261201T000000Z"
+    pod_logs(f"BACKUP {backup}\nWEAVIATE_BACKUP weaviate_1.27.0_20261201T000000Z", containers=("db-tools",))
+    for version in ("1.16.1", "1.17.1"):
+        assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": version}).rc == 0
+    request = {"dify_namespace": namespace, "dify_restore_backup": backup, "dify_restore_confirm": namespace}
+    before = versions(cluster, namespace)
+    refused = ansible("playbooks/restore.yml", request)
+    assert refused.rc != 0
+    message = " ".join(r.get("msg", "") for r in refused.failed_results)
+    assert "Nothing was changed. Weaviate runs 1.39.0; Dify 1.16.1" in message, message
+    assert "dify_restore_image_tag" in message and "weaviate_1.27.0_20261201T000000Z" in message
+    assert versions(cluster, namespace) == before
+    assert cluster.get("job", "dify-db-restore", namespace) is None
+    # What the message suggests: the databases back, and 1.17.1 migrating them again.
+    restored = ansible("playbooks/restore.yml", {**request, "dify_restore_image_tag": "1.17.1"})
+    assert restored.rc == 0, restored.stdout[-3000:]
+    assert images(cluster, namespace) == expected("1.17.1")
+
+
 @pytest.mark.parametrize("version", SUPPORTED)
 def test_the_objects_of_every_catalogued_release_pass_strict_validation(cluster, namespace, ansible, tmp_path, version):
     out = tmp_path / "manifests"

@@ -119,6 +119,9 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
             found.append({"id": "storage_classes", "api_version": "storage.k8s.io/v1", "kind": "StorageClass"})
     if entry_point in ("status", "restore"):
         found.append(read("backup_record", "ConfigMap", names.BACKUP_RECORD))
+    if entry_point == "restore":
+        # The Weaviate that runs: the release restored to must be able to open its data.
+        found.append(read("statefulsets", "StatefulSet", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR))
     if entry_point == "status":
         found += [
             read("deployments", "Deployment", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR),
@@ -205,7 +208,8 @@ def prepare(
                 "last migrated here), which the upgrade of Weaviate starts from."
             )
     live = dict(running, weaviate=weaviate_live) if weaviate_live else running
-    release = catalog.resolve(s, releases or {}, record, live, backups)
+    # (A restore runs another release afterwards: it checks that release's Weaviate itself.)
+    release = catalog.resolve(s, releases or {}, record, {} if entry_point == "restore" else live, backups)
     if weaviate_notice and live["weaviate"] != images(s, release).get("weaviate"):
         release.notices.append(weaviate_notice)
     creds = credentials.decide(
@@ -312,7 +316,8 @@ def prepare(
         if api_image:
             result["jobs"]["status_probe"]["spec"]["containers"][0]["image"] = api_image
     if entry_point == "restore":
-        result["restore"] = restore_plan(s, _backups(_first(found, "backup_record")))
+        result["restore"] = restore_plan(s, _backups(_first(found, "backup_record")), running.get("weaviate", ""),
+                                         releases or {})  # fmt: skip
     if adoption is not None:
         result["adopt"] = adopt.model(adoption, builder, model)
         plan["notices"] += adoption.notices
@@ -337,8 +342,12 @@ def check_restore_request(s: Settings) -> None:
         )
 
 
-def restore_plan(s: Settings, backups: dict[str, Any]) -> dict[str, Any]:
-    """The backup to restore and the version to run afterwards (the one it was taken from)."""
+def restore_plan(
+    s: Settings, backups: dict[str, Any], running_weaviate: str = "", releases: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The backup to restore and the version to run afterwards (the one it was taken from). That
+    version's Weaviate must be able to open the data of the Weaviate that runs: Weaviate never goes
+    back, so an upgrade that moved it is refused here, before anything is stopped or restored."""
     entry = backups.get(s.restore_backup)
     version = s.restore_image_tag or (entry or {}).get("from", "")
     if not version:
@@ -347,6 +356,23 @@ def restore_plan(s: Settings, backups: dict[str, Any]) -> dict[str, Any]:
             f"Nothing was changed. dify_restore_backup {s.restore_backup} is not in the backup record (ConfigMap "
             f"{names.BACKUP_RECORD}; recorded: {known}). If the dump exists, set dify_restore_image_tag to the "
             "Dify version it was taken from."
+        )
+    wanted = s.get("weaviate_image") or catalog.weaviate_of(releases or {}, f"langgenius/dify-api:{version}")
+    have_tag, want_tag = catalog.tag_of(running_weaviate), catalog.tag_of(wanted)
+    have, want = catalog.version_tuple(have_tag), catalog.version_tuple(want_tag)
+    if s.weaviate_enabled and have and want and want[:2] < have[:2]:
+        copy = (entry or {}).get("weaviate")
+        by_hand = (
+            f"put back the copy of Weaviate's volume taken before that upgrade ({copy}) by hand first"
+            if copy
+            else "put back a copy of Weaviate's volume of that time by hand first"
+        )
+        raise InputError(
+            f"Nothing was changed. Weaviate runs {have_tag}; Dify {version}, which dify_restore_backup "
+            f"{s.restore_backup} goes back to, runs Weaviate {want_tag}, and Weaviate cannot open the data of a newer "
+            f"version. Set dify_restore_image_tag to a release whose Weaviate is {have_tag} or newer (the databases "
+            f'are restored, and that release migrates them again), or {by_hand} (docs/day2.md, "Restoring a copy '
+            'of Weaviate").'
         )
     return {"backup": s.restore_backup, "version": version, "record": entry}
 

@@ -4,6 +4,7 @@ refusals where Dify cannot go (downgrades, unknown lines), Weaviate one minor at
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from cases import prepare, releases
@@ -212,6 +213,24 @@ def test_weaviates_volume_without_its_statefulset_starts_from_the_weaviate_last_
     same = prepare("upgrade", dify_image_tag="1.17.1", existing={
         "migration_record": dict(record, image="langgenius/dify-api:1.17.1"), "weaviate_volume": True})  # fmt: skip
     assert same["plan"]["weaviate_steps"] == [] and not any("holds the data" in n for n in same["plan"]["notices"])
+
+
+def test_a_restore_to_a_release_whose_weaviate_cannot_open_the_running_data_is_refused_before_anything():
+    name = "dify_1.16.1_to_1.17.1_20261201T000000Z"
+    record = {name: json.dumps({"from": "1.16.1", "to": "1.17.1", "weaviate": "weaviate_1.27.0_20261201T000000Z"})}
+    request = {"dify_restore_backup": name, "dify_restore_confirm": "dify"}
+    running = {"backup_record": record, "statefulsets": [running_weaviate("semitechnologies/weaviate:1.39.0")]}
+    with pytest.raises(InputError) as refused:
+        prepare("upgrade", entry_point="restore", existing=running, **request)
+    message = str(refused.value)
+    assert message.startswith("Nothing was changed. Weaviate runs 1.39.0; Dify 1.16.1")
+    assert "dify_restore_image_tag" in message and "weaviate_1.27.0_20261201T000000Z" in message
+    # Going back to a release with that Weaviate (the databases are migrated again) is allowed ...
+    again = prepare("upgrade", entry_point="restore", existing=running, dify_restore_image_tag="1.17.1", **request)
+    assert again["restore"]["version"] == "1.17.1"
+    # ... as is any restore once no newer Weaviate runs (its volume put back by hand, its StatefulSet gone).
+    by_hand = prepare("upgrade", entry_point="restore", existing={"backup_record": record}, **request)
+    assert by_hand["restore"]["version"] == "1.16.1"
 
 
 def test_the_backups_volume_exists_for_weaviates_copies_alone():
