@@ -274,20 +274,19 @@ class Applier:
         applied: dict[Key, dict[str, dict[str, Any]]] = {}
         entries: dict[tuple[Key, str], dict[str, Any]] = {}
         for key, objs in groups.items():
-            to_send = [] if key[2] in absent else [
-                obj for obj in objs if not unchanged(obj, live[key].get(obj["metadata"]["name"]))
-            ]  # fmt: skip
+            same = {o["metadata"]["name"] for o in objs if unchanged(o, live[key].get(o["metadata"]["name"]))}
+            to_send = [] if key[2] in absent else [o for o in objs if o["metadata"]["name"] not in same]
             sent = self._each([lambda obj=obj: self._send(obj) for obj in to_send])
             results = {obj["metadata"]["name"]: result for obj, result in zip(to_send, sent)}
             for obj in objs:
                 name = obj["metadata"]["name"]
                 current = live[key].get(name)
+                if name in same:
+                    entries[key, name] = outcome.note(obj, "unchanged")
+                    applied.setdefault(key, {})[name] = current
+                    continue
                 if name not in results:
-                    if unchanged(obj, current):
-                        entries[key, name] = outcome.note(obj, "unchanged")
-                        applied.setdefault(key, {})[name] = current
-                    else:
-                        outcome.note(obj, "created")  # into a namespace that a dry run cannot see yet
+                    outcome.note(obj, "created")  # into a namespace that a dry run cannot see yet
                     continue
                 result = results[name]
                 if current is None:

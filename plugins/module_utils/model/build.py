@@ -199,7 +199,7 @@ def prepare(
     # of the release last migrated here: the steps and the copy start from that one.
     weaviate_live, weaviate_notice = running.get("weaviate", ""), ""
     if not weaviate_live and s.weaviate_enabled and _first(found, "weaviate_volume") and (record or {}).get("image"):
-        recorded = catalog.weaviate_of(releases or {}, record["image"])
+        recorded = catalog.weaviate_of(releases or {}, catalog.tag_of(record["image"]))
         if recorded:
             weaviate_live = prefix + recorded
             weaviate_notice = (
@@ -210,7 +210,8 @@ def prepare(
     live = dict(running, weaviate=weaviate_live) if weaviate_live else running
     # (A restore runs another release afterwards: it checks that release's Weaviate itself.)
     release = catalog.resolve(s, releases or {}, record, {} if entry_point == "restore" else live, backups)
-    if weaviate_notice and live["weaviate"] != images(s, release).get("weaviate"):
+    image_of = images(s, release)
+    if weaviate_notice and weaviate_live != image_of.get("weaviate"):
         release.notices.append(weaviate_notice)
     creds = credentials.decide(
         s,
@@ -223,7 +224,6 @@ def prepare(
         agent=any(release.has(c) for c in catalog.AGENT_COMPONENTS),
         **({"new_agent_key": new_agent_key} if new_agent_key else {}),
     )
-    image_of = images(s, release)
     if adoption is not None:
         adopt.check_postgres(adoption.source, image_of["postgres"])
     previous = (record or {}).get("image", "")
@@ -243,15 +243,7 @@ def prepare(
     model["weaviate_steps"] = [builder.weaviate_step(prefix + image, model) for image in release.weaviate_steps]
     # The bundled Weaviate gets another image (an upgrade, steps included): its volume is copied first.
     weaviate_from = weaviate_live if builder.weaviate_backup_wanted else ""
-    weaviate_to = next(
-        (
-            o["spec"]["template"]["spec"]["containers"][0]["image"]
-            for o in model["objects"]["data"]
-            if o["metadata"]["name"] == names.workload("weaviate") and o["kind"] == "StatefulSet"
-        ),
-        "",
-    )
-    if weaviate_from and weaviate_to and weaviate_from != weaviate_to:
+    if weaviate_from and weaviate_from != image_of.get("weaviate"):
         model["weaviate_backup"] = builder.weaviate_backup(weaviate_from, model)
 
     # What the phases will do.
@@ -357,7 +349,7 @@ def restore_plan(
             f"{names.BACKUP_RECORD}; recorded: {known}). If the dump exists, set dify_restore_image_tag to the "
             "Dify version it was taken from."
         )
-    wanted = s.get("weaviate_image") or catalog.weaviate_of(releases or {}, f"langgenius/dify-api:{version}")
+    wanted = s.get("weaviate_image") or catalog.weaviate_of(releases or {}, version)
     have_tag, want_tag = catalog.tag_of(running_weaviate), catalog.tag_of(wanted)
     have, want = catalog.version_tuple(have_tag), catalog.version_tuple(want_tag)
     if s.weaviate_enabled and have and want and want[:2] < have[:2]:

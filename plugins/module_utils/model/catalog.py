@@ -202,9 +202,9 @@ def check_upgrade(
         )
 
 
-def weaviate_of(releases: dict[str, Any], api_image: str) -> str:
-    """The catalog's Weaviate for the release of an api image ("" for a line it does not know)."""
-    entry = (releases.get("lines") or {}).get(line_of(tag_of(api_image))) or {}
+def weaviate_of(releases: dict[str, Any], version: str) -> str:
+    """The catalog's Weaviate for a Dify release ("" for a line it does not know)."""
+    entry = (releases.get("lines") or {}).get(line_of(version)) or {}
     return (entry.get("images") or {}).get("weaviate", "")
 
 

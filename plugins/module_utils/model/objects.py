@@ -1068,10 +1068,15 @@ class Builder:
     def weaviate_backup(self, running_image: str, model: dict[str, Any]) -> dict[str, Any]:
         """Stop Weaviate, copy its volume, or start it again as it ran: the StatefulSet at the
         running image with no replica and with its own, and the copy Job's pod. The pod runs as
-        Weaviate's user, with the backups volume's group (fsGroup 70 of the database tools) as a
+        Weaviate's user, with the backups volume's group (the database tools' fsGroup) as a
         supplementary one and no fsGroup of its own: the kubelet changes neither volume's owner."""
         s = self.s
+        stop = self.weaviate_step(running_image, model, replicas=0)
         tools = self.postgres_pod()
+        weaviate_user = stop["spec"]["template"]["spec"]["securityContext"]
+        security = {k: v for k, v in tools["spec"]["securityContext"].items() if k != "fsGroup"}
+        security.update(runAsUser=weaviate_user["runAsUser"], runAsGroup=weaviate_user["runAsGroup"],
+                        supplementalGroups=[tools["spec"]["securityContext"]["fsGroup"]])  # fmt: skip
         claim = names.statefulset_claim("weaviate")
         job = pod_template(
             tools,
@@ -1086,18 +1091,15 @@ class Builder:
                 {"name": "weaviate", "mountPath": "/weaviate", "readOnly": True},
                 {"name": "backups", "mountPath": "/backups"},
             ],
-            pod_security_context=dict(
-                tools["spec"]["securityContext"], runAsUser=1000, runAsGroup=1000, supplementalGroups=[70]
-            ),
+            pod_security_context=security,
             pod_labels=names.labels(names.WEAVIATE_BACKUP),
             pod_annotations=s.backup_pod_annotations,
         )
-        job["spec"]["securityContext"].pop("fsGroup", None)
         container = job["spec"]["containers"][0]
         container.pop("envFrom", None)  # it never talks to the database
         container["env"] = [e for e in container["env"] if e["name"] != "PGPASSWORD"]
         return {
-            "stop": self.weaviate_step(running_image, model, replicas=0),
+            "stop": stop,
             "resume": self.weaviate_step(running_image, model),
             "job": job,
         }
