@@ -123,33 +123,24 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest):
     yield name
     if not os.environ.get("DIFY_CE_KEEP_NAMESPACES"):
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-        cluster.kubectl("delete", "clusterlogs", name, "--ignore-not-found", check=False)
+
+
+LOGS_FILE_ANNOTATION = "dify-ce.test/logs-file"
 
 
 @pytest.fixture
-def pod_logs(cluster: Cluster, namespace: str, tmp_path_factory: pytest.TempPathFactory):
-    """Choose what `kubectl logs` returns for containers in the test namespace. The role's Jobs
-    name their container after the pod they start from: "api" (migration, status probe, provider
-    setup) and "db-tools" (backup, restore, password rotation); the modules alone use "migrate"
-    (dify_migrate) and "job" (dify_job)."""
+def pod_logs(tmp_path_factory: pytest.TempPathFactory):
+    """Other output than the simulated one (tests/cluster/simulated-output: what each Job of the
+    collection prints when it succeeds, in every namespace). ``pod_logs(text)`` writes the text
+    and returns the pod annotation that makes `kubectl logs` of a Job's pod return it: give it to
+    the pods through the role's ``dify_*_pod_annotations`` or a module's ``pod_annotations``."""
 
-    def serve(text: str, containers: tuple[str, ...] = ("migrate", "api"), also: tuple[str, ...] = ()) -> None:
-        """``also``: more namespaces whose containers get the same logs."""
+    def serve(text: str) -> dict[str, str]:
         # kwok serves logs from files in CRI format: "<RFC 3339 time> <stream> F <line>".
         path = tmp_path_factory.mktemp("logs") / "container.log"
         stamp = "2026-01-01T00:00:00.000000000Z"
         path.write_text("".join(f"{stamp} stdout F {line}\n" for line in text.splitlines()))
-        cluster.apply(
-            {
-                "apiVersion": "kwok.x-k8s.io/v1alpha1",
-                "kind": "ClusterLogs",
-                "metadata": {"name": namespace},
-                "spec": {
-                    "selector": {"matchNamespaces": [namespace, *also]},
-                    "logs": [{"containers": list(containers), "logsFile": str(path)}],
-                },
-            }
-        )
+        return {LOGS_FILE_ANNOTATION: str(path)}
 
     return serve
 

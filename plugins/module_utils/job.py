@@ -16,6 +16,8 @@ with fakes and fixtures. The migration record and its decisions live in migratio
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -69,7 +71,7 @@ def image_problem(image: str, allow_latest: bool) -> str | None:
 
 def pod_template(
     base: dict[str, Any] | None = None,
-    container_name: str = "job",
+    container_name: str | None = None,
     image: str | None = None,
     command: list[str] | None = None,
     args: list[str] | None = None,
@@ -91,18 +93,21 @@ def pod_template(
     pod_annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A pod template of one container: ``base`` (a pod template such as the role's api pod)
-    with the given options on top; without ``base``, from the options alone.
+    with the given options on top; without ``base``, from the options alone. ``container_name``
+    names the container (default: the base's name, else "job").
 
     Options that are None keep what the base has; env and secret_env replace variables of the
     same name; envFrom, volumes and mounts are added; labels and annotations are merged.
     """
-    template = copy.deepcopy(base) if base else {"metadata": {}, "spec": {"containers": [{"name": container_name}]}}
+    template = copy.deepcopy(base) if base else {"metadata": {}, "spec": {}}
     meta = template.setdefault("metadata", {})
     spec = template.setdefault("spec", {})
-    containers = spec.get("containers") or [{"name": container_name}]
+    containers = spec.get("containers") or [{"name": container_name or "job"}]
     if len(containers) != 1:
         raise ValueError("a Job's pod template must have exactly one container")
     container = containers[0]
+    if container_name:
+        container["name"] = container_name
     spec["containers"] = [container]
 
     if image is not None:
@@ -190,11 +195,20 @@ class JobSpec:
     def container_name(self) -> str:
         return self.container["name"]
 
+    @property
+    def pod_hash(self) -> str:
+        """What the Job's pod is made of (the Job keeps it in an annotation)."""
+        return pod_hash(build_job(self, with_hash=False)["spec"]["template"])
+
 
 # ----------------------------------------------------------------------------- Job
 
 
-def build_job(spec: JobSpec) -> dict[str, Any]:
+def pod_hash(template: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_job(spec: JobSpec, with_hash: bool = True) -> dict[str, Any]:
     """The Job manifest for one run: the pod template, never restarted, labelled as the Job's."""
     template = copy.deepcopy(spec.template)
     pod_spec = template["spec"]
@@ -211,15 +225,13 @@ def build_job(spec: JobSpec) -> dict[str, Any]:
     job_spec: dict[str, Any] = {"backoffLimit": spec.backoff_limit, "template": template}
     if spec.ttl_seconds_after_finished is not None:
         job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    annotations = {names.JOB_IMAGE: spec.image}
+    if with_hash:
+        annotations[names.JOB_POD_HASH] = pod_hash(template)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": spec.job_name,
-            "namespace": spec.namespace,
-            "labels": labels,
-            "annotations": {names.JOB_IMAGE: spec.image},
-        },
+        "metadata": {"name": spec.job_name, "namespace": spec.namespace, "labels": labels, "annotations": annotations},
         "spec": job_spec,
     }
 
@@ -334,6 +346,66 @@ def tail(text: str, lines: int) -> list[str]:
     return text.splitlines()[-lines:]
 
 
+def _pod_failed(job: dict[str, Any], pods: dict[str, dict[str, Any]]) -> str | None:
+    """'failed' as soon as a pod of a Job that retries nothing (backoffLimit 0) failed."""
+    if ((job.get("spec") or {}).get("backoffLimit") or 0) != 0:
+        return None
+    return "failed" if any((p.get("status") or {}).get("phase") == "Failed" for p in pods.values()) else None
+
+
+def pods_of(job: dict[str, Any], pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The pods of exactly this Job, by name: a pod that names another Job as its controller (an
+    earlier Job of the same name) is not one of them."""
+    uid = job["metadata"].get("uid")
+
+    def owners(pod: dict[str, Any]) -> set[str]:
+        labels = pod["metadata"].get("labels") or {}
+        found = {labels.get("batch.kubernetes.io/controller-uid"), labels.get("controller-uid")}
+        found |= {o.get("uid") for o in pod["metadata"].get("ownerReferences") or []}
+        return found - {None}
+
+    return {p["metadata"]["name"]: p for p in pods if not uid or not owners(p) or uid in owners(p)}
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What a Job of our name is now, from the Job and its pods: the one notion of "finished"
+    that the runner's wait and every decision (skip, attach, replace) share. A Job whose pod
+    succeeded is finished, though the Job controller records that up to a second later."""
+
+    phase: str  # absent | deleting | running | stuck | succeeded | failed
+    uid: str | None = None
+    image: str | None = None
+    pod_hash: str | None = None
+    problem: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("succeeded", "failed")
+
+
+def job_state(job: dict[str, Any] | None, pods: list[dict[str, Any]] | None = None) -> JobState:
+    if job is None:
+        return JobState("absent")
+    meta = job["metadata"]
+    known = {"uid": meta.get("uid"), "image": job_image(job), "pod_hash": (meta.get("annotations") or {}).get(
+        names.JOB_POD_HASH)}  # fmt: skip
+    if meta.get("deletionTimestamp"):
+        return JobState("deleting", **known)
+    mine = pods_of(job, pods or [])
+    outcome = job_outcome(job) or pod_outcome(job, mine) or _pod_failed(job, mine)
+    if outcome:
+        return JobState(outcome, **known)
+    for pod in mine.values():
+        problem = pod_problem(pod)
+        if problem:
+            return JobState("stuck", problem=f"{problem.reason}: {problem.message}", **known)
+        message = pod_unschedulable(pod)
+        if message:
+            return JobState("stuck", problem=f"Unschedulable: {message}", **known)
+    return JobState("running", **known)
+
+
 # ----------------------------------------------------------------------------- the API side
 
 
@@ -423,6 +495,28 @@ class KubeJobApi:
 # ----------------------------------------------------------------------------- runner
 
 
+def existing_job(state: JobState, spec: JobSpec, job_words: str = "Job") -> Decision | None:
+    """What a Job of our name that has not finished means: follow it (running, this image,
+    this pod), replace it (it cannot start, or it runs another pod of this image), refuse (it
+    runs another image); None when there is none or it finished."""
+    job = f"{job_words} {spec.namespace}/{spec.job_name}"
+    if state.phase == "stuck":
+        return Decision("run", f"{job} cannot start ({state.problem}); replacing it", replace_uid=state.uid)
+    if state.phase != "running":
+        return None
+    if state.image != spec.image:
+        raise JobFailed(
+            f"{job} is still running for image {state.image}; refusing to start a second one for "
+            f"{spec.image}. Wait for it to finish (or delete that Job if it is stuck), then run again.",
+            job_name=spec.job_name,
+            image=spec.image,
+            running_image=state.image,
+        )
+    if state.pod_hash and state.pod_hash != spec.pod_hash:
+        return Decision("run", f"{job} runs another pod than this run wants; replacing it", replace_uid=state.uid)
+    return Decision("attach", f"{job} for {state.image} is already running; following it")
+
+
 @dataclass
 class Decision:
     action: str  # run | skip | attach
@@ -456,40 +550,26 @@ class JobRunner:
         self.monotonic = monotonic
 
     # -- planning ------------------------------------------------------------
-    def existing(self, job: dict[str, Any] | None) -> Decision | None:
-        """What a Job of our name that exists means: follow it (running, same image), refuse
-        (running, another image), or None (finished or going: replace it)."""
-        if job is None:
-            return None
-        image = job_image(job)
-        if job_outcome(job) is None and not job["metadata"].get("deletionTimestamp"):
-            if image == self.spec.image:
-                return Decision(
-                    "attach", f"{self.job_words} {self.spec.job_name} for {image} is already running; following it"
-                )
-            raise JobFailed(
-                f"{self.job_words} {self.spec.namespace}/{self.spec.job_name} is still running for image {image}; "
-                f"refusing to start a second one for {self.spec.image}. Wait for it to finish "
-                "(or delete that Job if it is stuck), then run again.",
-                job_name=self.spec.job_name,
-                image=self.spec.image,
-                running_image=image,
-            )
-        return None
+    def existing(self, state: JobState) -> Decision | None:
+        return existing_job(state, self.spec, self.job_words)
 
-    def decide(self, job: dict[str, Any] | None) -> Decision:
-        if job is not None and self.spec.follow_existing and job_image(job) == self.spec.image:
+    def decide(self, state: JobState) -> Decision:
+        if state.phase != "absent" and self.spec.follow_existing and state.image == self.spec.image:
             return Decision("attach", f"following Job {self.spec.job_name}")
-        found = self.existing(job)
+        found = self.existing(state)
         if found:
             return found
-        return Decision(
-            "run", f"running Job {self.spec.job_name}", replace_uid=job["metadata"].get("uid") if job else None
-        )
+        return Decision("run", f"running Job {self.spec.job_name}", replace_uid=state.uid)
+
+    def read_state(self) -> tuple[JobState, dict[str, Any] | None]:
+        """The Job of our name and, unless its conditions already say it finished, its pods."""
+        job = self.api.read_job(self.spec.namespace, self.spec.job_name)
+        pods = self.api.list_pods(self.spec.namespace, job) if job and job_outcome(job) is None else []
+        return job_state(job, pods), job
 
     def plan(self) -> tuple[Decision, dict[str, Any] | None]:
-        job = self.api.read_job(self.spec.namespace, self.spec.job_name)
-        return self.decide(job), job
+        state, job = self.read_state()
+        return self.decide(state), job
 
     def check(self) -> dict[str, Any]:
         """Check mode: say what would happen, change nothing."""

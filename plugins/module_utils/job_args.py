@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -112,7 +113,8 @@ def spec_from_params(
         security_context = RESTRICTED_SECURITY_CONTEXT
     template = pod_template(
         base=base,
-        container_name=container_name,
+        # A template's container keeps its name (the role names each Job's after what it does).
+        container_name=None if base else container_name,
         image=params["image"],
         command=command,
         args=args,
@@ -191,6 +193,14 @@ def migrate_spec(params: dict[str, Any]) -> JobSpec:
         args=[],
         force=params["force"],
     )
+
+
+def migrate_spec_of(namespace: str, pod_template: dict[str, Any], force: bool = False) -> JobSpec:
+    """The JobSpec dify_migrate makes of these options, the others at their defaults (what the
+    role passes): the Job prepare plans with is the Job the module will want."""
+    params = {name: copy.deepcopy(option.get("default")) for name, option in MIGRATE_ARG_SPEC.items()}
+    params.update(namespace=namespace, pod_template=pod_template, force=force)
+    return migrate_spec(params)
 
 
 def job_problems(params: dict[str, Any]) -> list[str]:

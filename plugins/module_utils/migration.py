@@ -22,13 +22,13 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import (
     JobApi,
     JobRunner,
     JobSpec,
+    JobState,
     KubeJobApi,
-    job_image,
-    job_outcome,
+    existing_job,
 )
 
 DEFAULT_COMMAND = ["flask", "db", "upgrade"]
-CONTAINER_NAME = "migrate"
+CONTAINER_NAME = names.JobContainer.MIGRATE
 
 # Alembic logs one line per applied revision (logger alembic.runtime.migration):
 #   Running upgrade 64b051264f32 -> 2a3aebbbf4bb, add foo
@@ -118,25 +118,19 @@ def record_view(data: dict[str, str] | None) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------- decision
 
 
-def decide(runner: JobRunner, record: dict[str, Any] | None, job: dict[str, Any] | None) -> Decision:
-    """Run a new Job, skip (this image already migrated), or attach to the existing Job."""
-    spec = runner.spec
-    found = runner.existing(job)
+def decide(record: dict[str, Any] | None, state: JobState, spec: JobSpec) -> Decision:
+    """The migration's decision, from the record, what the Job of its name is now (job_state:
+    the Job and its pods) and the Job this run wants: skip (this image migrated), attach (follow
+    the Job running for this image, or record the one that succeeded unrecorded) or run (a new
+    Job, replacing one that finished, failed or cannot start). Pure: prepare calls it to plan, the
+    module again on a fresh read. Refuses while a Job runs for another image."""
+    found = existing_job(state, spec, "migration Job")
     if found:
         return found
-    replace = None
-    if job is not None:
-        uid = job["metadata"].get("uid")
-        if (
-            job_outcome(job) == "succeeded"
-            and job_image(job) == spec.image
-            and not spec.force
-            and not job["metadata"].get("deletionTimestamp")
-            and (record or {}).get("job_uid") != uid
-        ):
-            # Succeeded, but the record was never written (interrupted run): adopt it.
-            return Decision("attach", f"migration Job {spec.job_name} for {spec.image} already succeeded; recording it")
-        replace = uid
+    if (state.phase == "succeeded" and state.image == spec.image and not spec.force
+            and (record or {}).get("job_uid") != state.uid):  # fmt: skip
+        # Succeeded, but the record was never written (interrupted run): record it.
+        return Decision("attach", f"migration Job {spec.job_name} for {spec.image} already succeeded; recording it")
     if record and record.get("image") == spec.image and not spec.force:
         return Decision(
             "skip",
@@ -149,7 +143,7 @@ def decide(runner: JobRunner, record: dict[str, Any] | None, job: dict[str, Any]
         reason = f"image {spec.image} has not been migrated yet" + (
             f" (last migrated: {record.get('image')})" if record and record.get("image") else ""
         )
-    return Decision("run", reason, replace_uid=replace)
+    return Decision("run", reason, replace_uid=state.uid)
 
 
 class MigrationRunner(JobRunner):
@@ -165,8 +159,8 @@ class MigrationRunner(JobRunner):
 
     def plan(self) -> tuple[Decision, dict[str, Any] | None]:
         record = self.api.read_record(self.spec.namespace, self.record_name)
-        job = self.api.read_job(self.spec.namespace, self.spec.job_name)
-        decision = decide(self, record, job)
+        state, job = self.read_state()
+        decision = decide(record, state, self.spec)
         decision.record = record
         return decision, job
 

@@ -14,6 +14,9 @@ APPLIED_HASH = ANNOTATION_PREFIX + "applied-hash"
 CONFIG_HASH = ANNOTATION_PREFIX + "config-hash"
 # The image a Job runs (the record compares it).
 JOB_IMAGE = ANNOTATION_PREFIX + "image"
+# The hash of the pod a Job runs: a Job started with another pod (a fixed pull secret, other
+# resources) is replaced, never attached to.
+JOB_POD_HASH = ANNOTATION_PREFIX + "pod-hash"
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"
@@ -97,3 +100,19 @@ DB_TOOLS = "db-tools"
 WEAVIATE_BACKUP = "weaviate-backup"
 STATUS_PROBE = "status-probe"
 PROVIDER_SETUP = "provider-setup"
+
+
+# The container of each Job: named after what it does, so that `kubectl logs job/<name>` reads as
+# what it is, and a Job's output can be told apart by its container (the local cluster simulates
+# each one's output by this name: tests/cluster/simulated-output/).
+class JobContainer:
+    MIGRATE = "migrate"
+    STATUS_PROBE = "status-probe"
+    BACKUP = "backup"
+    RESTORE = "restore"
+    ROTATE_PASSWORD = "rotate-password"
+    PROVIDER_SETUP = "provider-setup"
+    WEAVIATE_BACKUP = "weaviate-backup"
+    ADOPT_DB = "adopt-db"
+    ADOPT_RECEIVE = "adopt-receive"
+    ADOPT_SEND = "adopt-send"

@@ -21,9 +21,14 @@ description:
   - After a successful run it records the migrated image, the Job, the time and the applied
     revisions in a ConfigMap named like the Job. When that image already migrated successfully
     and O(force=false), no Job is created and the task reports RV(ignore:changed=false).
-  - Only one migration runs at a time. If a migration Job for the same image is still running
-    (started by another play, or by a run that was interrupted), the module follows that Job
-    instead of starting another one; if it runs for a different image, the task fails.
+  - Only one migration runs at a time. If a migration Job for the same image and the same pod is
+    still running (started by another play, or by a run that was interrupted), the module follows
+    that Job instead of starting another one; if it runs for a different image, the task fails.
+    A Job that cannot start (image pull or configuration errors, no node that fits) or that runs
+    another pod is replaced, so that a run after fixing the cause succeeds.
+  - A Job is finished as soon as its pod succeeded or failed (the Job controller records it up to
+    a second later); the next run judges it the same way, so a second run right after the first
+    skips and O(force=true) runs a new Job.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - dify_ce.kubernetes.job_options

@@ -16,7 +16,10 @@ cache_root=${DIFY_CE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dify-ce-kubernet
 export KWOK_WORKDIR="$cache_root/kwok"
 workdir="$KWOK_WORKDIR/clusters/$name"
 kubeconfig="$cache_root/$name.kubeconfig"
-config_files=("$here/config/kwokctl.yaml" "$here/config/stages.yaml")
+# The Stages with the simulated output's place and names filled in (see stages.yaml).
+stages="$cache_root/$name.stages.yaml"
+simulated="$cache_root/$name.simulated-output"
+config_files=("$here/config/kwokctl.yaml" "$stages")
 audit_args=()
 if [ "${DIFY_CE_CLUSTER_AUDIT:-}" = 1 ]; then
   config_files+=("$here/config/audit-policy.yaml")
@@ -25,6 +28,26 @@ fi
 manifests=("$here/manifests/nodes.yaml" "$here/manifests/storage-classes.yaml")
 
 log() { echo "[cluster] $*" >&2; }
+
+# What each Job of the collection prints when it succeeds (tests/cluster/simulated-output), in
+# kwok's log format, and the Stages that serve it. Rewritten on every `up`, file by file through a
+# temporary name (tests may be reading them): a changed text needs no new cluster.
+render_simulation() {
+  local f base names=() tmp
+  mkdir -p "$simulated"
+  for f in "$here"/simulated-output/*.log; do
+    base=$(basename "$f" .log)
+    names+=("\"$base\"")
+    tmp="$simulated/.$base.$$"
+    sed 's/^/2026-01-01T00:00:00.000000000Z stdout F /' "$f" >"$tmp"
+    mv -f "$tmp" "$simulated/$base.log"
+  done
+  local list
+  list=$(IFS=,; echo "${names[*]}")
+  sed -e "s|@SIMULATED_OUTPUT_DIR@|$simulated|g" -e "s|@SIMULATED_CONTAINERS@|$list|g" \
+    "$here/config/stages.yaml" >"$stages.$$"
+  mv -f "$stages.$$" "$stages"
+}
 
 config_hash() { # what the running cluster was made from (not the tools it does not run)
   { cat "${config_files[@]}" "${manifests[@]}"; grep -E '^(K8S|KWOK)_VERSION=' "$here/versions.env"; } |
@@ -78,6 +101,8 @@ stop_cluster() {
 up() {
   local bin t0=$SECONDS
   bin=$(bin_dir)
+  mkdir -p "$cache_root"
+  render_simulation
   if healthy "$bin" && [ "$(cat "$cache_root/$name.config-hash" 2>/dev/null)" = "$(config_hash)" ]; then
     log "reusing running cluster $name"
     echo "KUBECONFIG=$kubeconfig"
@@ -90,7 +115,7 @@ up() {
   mkdir -p "$cache_root"
   log "creating cluster $name"
   local args=()
-  for f in "$here/config/kwokctl.yaml" "$here/config/stages.yaml"; do args+=(--config "$f"); done
+  for f in "$here/config/kwokctl.yaml" "$stages"; do args+=(--config "$f"); done
   "$bin/kwokctl" "${args[@]}" create cluster --name "$name" --runtime binary \
     --kubeconfig "$kubeconfig" \
     --etcd-binary "$bin/etcd" \

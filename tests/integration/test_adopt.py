@@ -2,7 +2,8 @@
 original NKP chart-like install and a community chart-like one, each copied into a new namespace;
 the source untouched, check mode changing nothing, a second run copying nothing, the unsafe
 refused. kwok runs no containers: the copy Jobs' specs, order and outcome handling are real here,
-their commands run for real in the programs tier."""
+what they print is the local cluster's simulation (tests/cluster/simulated-output; no test sets it
+up), their commands run for real in the programs tier."""
 
 from __future__ import annotations
 
@@ -12,9 +13,6 @@ import json
 import pytest
 from cluster_fixtures import Cluster, install_adoption_source
 
-PROBE_OK = (
-    'DIFY_STATUS {"tables": 57, "alembic_revision": "4e99a8df00ff", "plugin_daemon": {"status": 200, "body": "ok"}}'
-)
 # The nkp fixture's PostgreSQL is 16: the new one must be too (a dump does not go back a major).
 PG16 = {"dify_postgres_image": "postgres:16-alpine"}
 SOURCE_KINDS = "deployments,statefulsets,services,configmaps,secrets,persistentvolumeclaims"
@@ -45,8 +43,7 @@ def target(cluster: Cluster, namespace: str):
 
 
 @pytest.mark.parametrize("chart", ["nkp", "community"])
-def test_a_running_dify_is_adopted_into_a_new_namespace(cluster, namespace, target, ansible, pod_logs, chart):
-    pod_logs(PROBE_OK, containers=("api",), also=(target,))
+def test_a_running_dify_is_adopted_into_a_new_namespace(cluster, namespace, target, ansible, chart):
     install_adoption_source(cluster, namespace, chart)
     source_key = next(v["SECRET_KEY"] for v in (secret(cluster, namespace, n) for n in ("dify", "dify-api")) if v)
     before = versions(cluster, namespace)
@@ -80,11 +77,22 @@ def test_a_running_dify_is_adopted_into_a_new_namespace(cluster, namespace, targ
     assert record["source"] == namespace and record["copied"] == "database,files,plugins,weaviate"
     assert versions(cluster, namespace) == before, "the source was changed"
     assert run.result("Everything is healthy")["msg"].endswith("is healthy.")
+    status = ansible("playbooks/status.yml", {"dify_namespace": target})
+    assert status.rc == 0, status.stdout[-3000:]
 
     again = ansible("playbooks/adopt.yml", args)
     assert again.rc == 0, again.stdout[-3000:]
     assert cluster.get("job", "dify-adopt-db", target)["metadata"]["uid"] == db["metadata"]["uid"]
     assert "nothing is copied again" in json.dumps(again.result("What the adoption found and will do")["msg"])
+
+
+def test_a_hand_made_dify_is_adopted_and_reported_healthy(cluster, namespace, target, ansible):
+    install_adoption_source(cluster, namespace, "handmade")
+    run = ansible("playbooks/adopt.yml", {"dify_adopt_namespace": namespace, "dify_namespace": target})
+    assert run.rc == 0, run.stdout[-4000:]
+    assert secret(cluster, target)["SECRET_KEY"] == "handmade-secret-key"
+    status = ansible("playbooks/status.yml", {"dify_namespace": target})
+    assert status.rc == 0, status.stdout[-3000:]
 
 
 def test_unsafe_adoptions_are_refused_before_anything_changes(cluster, namespace, target, ansible):
@@ -109,8 +117,7 @@ def test_unsafe_adoptions_are_refused_before_anything_changes(cluster, namespace
     assert versions(cluster, target) == target_before and versions(cluster, namespace) == before
 
 
-def test_no_secret_of_the_source_appears_at_maximum_verbosity(cluster, namespace, target, ansible, pod_logs):
-    pod_logs(PROBE_OK, containers=("api",), also=(target,))
+def test_no_secret_of_the_source_appears_at_maximum_verbosity(cluster, namespace, target, ansible):
     install_adoption_source(cluster, namespace, "nkp")
     values = [v for name in ("dify", "dify-postgresql") for v in (secret(cluster, namespace, name) or {}).values()]
     run = ansible("playbooks/adopt.yml", {"dify_adopt_namespace": namespace, "dify_namespace": target, **PG16},

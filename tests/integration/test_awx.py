@@ -66,7 +66,7 @@ def run_like_awx(cluster: Cluster, namespace: str, token: str, tmp_path: Path) -
     return ansible_runner.run(private_data_dir=str(data), playbook="site.yml", quiet=True)
 
 
-def test_site_yml_runs_from_ansible_runner_with_the_namespaced_role_only(cluster, namespace, tmp_path, pod_logs):
+def test_site_yml_runs_from_ansible_runner_with_the_namespaced_role_only(cluster, namespace, tmp_path):
     token = prepare_namespace(cluster, namespace)
     runner = run_like_awx(cluster, namespace, token, tmp_path)
     output = runner.stdout.read()

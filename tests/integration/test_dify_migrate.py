@@ -1,7 +1,8 @@
 """dify_migrate through ansible-playbook against the local control plane.
 
 Pod behaviour is chosen with the local cluster's annotations (passed as the module's
-pod_annotations), migration output with the pod_logs fixture.
+pod_annotations); the migration's output is the local cluster's simulation of a first migration
+(tests/cluster/simulated-output/migrate.log) unless the pod_logs fixture chooses other output.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ def jobs(cluster: Cluster, namespace: str) -> list[dict]:
 
 
 def test_success_records_the_image_and_the_applied_revisions(cluster, namespace, ansible, pod_logs):
-    pod_logs(ALEMBIC)
-    run = migrate(ansible, namespace)
+    run = migrate(ansible, namespace, pod_annotations=pod_logs(ALEMBIC))
     assert run.rc == 0, run.stdout[-3000:]
     result = run.result(TASK)
     assert result["changed"] is True
@@ -54,8 +54,7 @@ def test_success_records_the_image_and_the_applied_revisions(cluster, namespace,
     assert "Running upgrade 64b051264f32 -> 2a3aebbbf4bb" in logs
 
 
-def test_second_run_with_the_same_image_creates_no_job(cluster, namespace, ansible, pod_logs):
-    pod_logs(ALEMBIC)
+def test_second_run_with_the_same_image_creates_no_job(cluster, namespace, ansible):
     assert migrate(ansible, namespace).rc == 0
     first_uid = jobs(cluster, namespace)[0]["metadata"]["uid"]
     run = migrate(ansible, namespace)
@@ -67,8 +66,7 @@ def test_second_run_with_the_same_image_creates_no_job(cluster, namespace, ansib
     assert [j["metadata"]["uid"] for j in jobs(cluster, namespace)] == [first_uid]
 
 
-def test_force_runs_again(cluster, namespace, ansible, pod_logs):
-    pod_logs(ALEMBIC)
+def test_force_runs_again(cluster, namespace, ansible):
     assert migrate(ansible, namespace).rc == 0
     first_uid = jobs(cluster, namespace)[0]["metadata"]["uid"]
     run = migrate(ansible, namespace, force=True)
@@ -79,8 +77,8 @@ def test_force_runs_again(cluster, namespace, ansible, pod_logs):
 
 
 def test_non_zero_exit_fails_the_play_with_exit_code_and_logs(cluster, namespace, ansible, pod_logs):
-    pod_logs('sqlalchemy.exc.ProgrammingError: (psycopg2.errors.UndefinedTable) relation "dify_setups" does not exist')
-    run = migrate(ansible, namespace, pod_annotations={"dify-ce.test/exit-code": "3"})
+    error = 'sqlalchemy.exc.ProgrammingError: (psycopg2.errors.UndefinedTable) relation "dify_setups" does not exist'
+    run = migrate(ansible, namespace, pod_annotations={"dify-ce.test/exit-code": "3", **pod_logs(error)})
     assert run.rc == 2
     result = run.result(TASK)
     assert result["failed"] is True
@@ -91,8 +89,7 @@ def test_non_zero_exit_fails_the_play_with_exit_code_and_logs(cluster, namespace
     assert cluster.get("configmap", "dify-db-migration", namespace) is None
 
 
-def test_a_new_image_after_a_failure_replaces_the_failed_job(cluster, namespace, ansible, pod_logs):
-    pod_logs(ALEMBIC)
+def test_a_new_image_after_a_failure_replaces_the_failed_job(cluster, namespace, ansible):
     assert migrate(ansible, namespace, pod_annotations={"dify-ce.test/exit-code": "1"}).rc == 2
     failed_uid = jobs(cluster, namespace)[0]["metadata"]["uid"]
     run = migrate(ansible, namespace)
@@ -152,8 +149,7 @@ def test_timeout_can_delete_the_job(cluster, namespace, ansible):
     assert jobs(cluster, namespace) == []
 
 
-def test_two_concurrent_plays_start_exactly_one_job(cluster, namespace, pod_logs):
-    pod_logs(ALEMBIC)
+def test_two_concurrent_plays_start_exactly_one_job(cluster, namespace):
     args = {
         "migrate_args": {"namespace": namespace, "image": IMAGE, "pod_annotations": {"dify-ce.test/delay-seconds": "4"}}
     }
@@ -175,16 +171,41 @@ def test_two_concurrent_plays_start_exactly_one_job(cluster, namespace, pod_logs
 
 
 def test_a_play_started_while_a_job_runs_attaches_to_it(cluster, namespace, ansible, pod_logs):
-    pod_logs(ALEMBIC)
-    started = migrate(ansible, namespace, wait=False, pod_annotations={"dify-ce.test/delay-seconds": "5"})
+    pod = {"dify-ce.test/delay-seconds": "5", **pod_logs(ALEMBIC)}
+    started = migrate(ansible, namespace, wait=False, pod_annotations=pod)
     assert started.rc == 0 and started.result(TASK)["decision"] == "run"
     uid = jobs(cluster, namespace)[0]["metadata"]["uid"]
-    run = migrate(ansible, namespace)
+    run = migrate(ansible, namespace, pod_annotations=pod)
     assert run.rc == 0
     result = run.result(TASK)
     assert result["decision"] == "attach"
     assert result["record"]["job_uid"] == uid
     assert [r["to"] for r in result["applied_revisions"]] == ["2a3aebbbf4bb", "4e99a8df00ff"]
+
+
+def test_a_job_started_with_another_pod_is_replaced_not_attached_to(cluster, namespace, ansible):
+    started = migrate(ansible, namespace, wait=False, pod_annotations={"dify-ce.test/delay-seconds": "30"})
+    assert started.rc == 0
+    uid = jobs(cluster, namespace)[0]["metadata"]["uid"]
+    run = migrate(ansible, namespace)
+    assert run.rc == 0, run.stdout[-2000:]
+    result = run.result(TASK)
+    assert result["decision"] == "run" and "runs another pod than this run wants" in result["msg"]
+    (job,) = jobs(cluster, namespace)
+    assert job["metadata"]["uid"] != uid and result["record"]["job_uid"] == job["metadata"]["uid"]
+
+
+def test_a_job_that_cannot_start_is_replaced_once_the_cause_is_fixed(cluster, namespace, ansible):
+    stuck = {"dify-ce.test/waiting-reason": "ImagePullBackOff", "dify-ce.test/waiting-message": "no pull secret"}
+    failed = migrate(ansible, namespace, pod_annotations=stuck)
+    assert failed.rc == 2 and failed.result(TASK)["reason"] == "ImagePullBackOff"
+    uid = jobs(cluster, namespace)[0]["metadata"]["uid"]
+    # The operator fixes the cause (here: the pod can start now) and runs the same play again.
+    fixed = migrate(ansible, namespace)
+    assert fixed.rc == 0, fixed.stdout[-2000:]
+    result = fixed.result(TASK)
+    assert result["decision"] == "run" and "cannot start (ImagePullBackOff: no pull secret)" in result["msg"]
+    assert jobs(cluster, namespace)[0]["metadata"]["uid"] != uid
 
 
 def test_attaching_refuses_a_job_running_for_another_image(cluster, namespace, ansible):
@@ -241,12 +262,11 @@ def test_bad_input_fails_before_anything_is_created(cluster, namespace, ansible,
     assert jobs(cluster, namespace) == []
 
 
-def test_no_secret_reaches_the_result_or_verbose_output(cluster, namespace, ansible, pod_logs):
+def test_no_secret_reaches_the_result_or_verbose_output(cluster, namespace, ansible):
     secret_value = "s3cr3t-" + namespace[-5:] + "-do-not-print"
     cluster.kubectl(
         "create", "secret", "generic", "dify-credentials", "-n", namespace, f"--from-literal=SECRET_KEY={secret_value}"
     )
-    pod_logs(ALEMBIC)
     # Act as AWX does: a ServiceAccount token given through K8S_AUTH_* variables.
     cluster.kubectl("create", "serviceaccount", "deployer", "-n", namespace)
     cluster.kubectl(

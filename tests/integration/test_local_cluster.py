@@ -6,6 +6,7 @@ import base64
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.2, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
-def job(name: str, annotations: dict[str, str] | None = None) -> dict:
+def job(name: str, annotations: dict[str, str] | None = None, container: str = "test") -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -32,7 +33,7 @@ def job(name: str, annotations: dict[str, str] | None = None) -> dict:
             "backoffLimit": 0,
             "template": {
                 "metadata": {"annotations": annotations or {}},
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "migrate", "image": "busybox:1.36"}]},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": container, "image": "busybox:1.36"}]},
             },
         },
     }
@@ -94,17 +95,43 @@ def test_waiting_reason_annotation(cluster: Cluster, namespace: str):
     assert state["message"] == 'Back-off pulling image "nope:1"'
 
 
-def test_logs_come_from_the_chosen_fixture(cluster: Cluster, namespace: str, pod_logs):
-    line = "INFO  [alembic.runtime.migration] Running upgrade 64b051264f32 -> 2a3aebbbf4bb, add foo"
-    pod_logs(line + "\nsecond line")
-    cluster.apply(job("logs"), namespace)
-    wait_for(lambda: condition(cluster.get("job", "logs", namespace), "Complete"), what="Job logs Complete")
+def job_logs(cluster: Cluster, namespace: str, name: str) -> list[str]:
+    wait_for(lambda: condition(cluster.get("job", name, namespace), "Complete"), what=f"Job {name} Complete")
 
     def logs():
-        out = cluster.kubectl("logs", "-n", namespace, "job/logs", check=False)
+        out = cluster.kubectl("logs", "-n", namespace, f"job/{name}", check=False)
         return out.stdout if out.returncode == 0 else None
 
-    assert wait_for(logs, what="kubectl logs").splitlines() == [line, "second line"]
+    return wait_for(logs, what="kubectl logs").splitlines()
+
+
+def test_logs_come_from_the_chosen_file(cluster: Cluster, namespace: str, pod_logs):
+    line = "INFO  [alembic.runtime.migration] Running upgrade 64b051264f32 -> 2a3aebbbf4bb, add foo"
+    cluster.apply(job("logs", pod_logs(line + "\nsecond line")), namespace)
+    assert job_logs(cluster, namespace, "logs") == [line, "second line"]
+
+
+SIMULATED = Path(__file__).resolve().parents[1] / "cluster" / "simulated-output"
+
+
+@pytest.mark.parametrize("container", sorted(f.stem for f in SIMULATED.glob("*.log")))
+def test_every_job_of_the_collection_prints_its_simulated_output_in_any_namespace(
+    cluster: Cluster, namespace: str, container: str
+):
+    cluster.apply(job("simulated", container=container), namespace)
+    assert job_logs(cluster, namespace, "simulated") == (SIMULATED / f"{container}.log").read_text().splitlines()
+
+
+def test_a_chosen_file_wins_over_the_simulated_output(cluster: Cluster, namespace: str, pod_logs):
+    cluster.apply(job("chosen", pod_logs("ERROR: chosen"), container="migrate"), namespace)
+    assert job_logs(cluster, namespace, "chosen") == ["ERROR: chosen"]
+
+
+def test_other_containers_have_no_simulated_output(cluster: Cluster, namespace: str):
+    cluster.apply(job("plain"), namespace)
+    wait_for(lambda: condition(cluster.get("job", "plain", namespace), "Complete"), what="Job plain Complete")
+    out = cluster.kubectl("logs", "-n", namespace, "job/plain", check=False)
+    assert out.returncode != 0 and "no logs found" in out.stderr
 
 
 def test_load_balancer_gets_an_address_and_pvc_binds(cluster: Cluster, namespace: str):

@@ -51,9 +51,13 @@ def secret(cluster: Cluster, namespace: str) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
-def test_the_upgrade_chain_from_1_11_to_1_17_and_the_refusals_after_it(cluster, namespace, ansible, pod_logs):
-    pod_logs("BACKUP dify_chain_backup_20261201T000000Z\nWEAVIATE_BACKUP weaviate_1.27.0_20261201T000000Z\n"
-             "INFO  [alembic.runtime.migration] Running upgrade a -> b, x", containers=("api", "db-tools"))  # fmt: skip
+def backups(cluster: Cluster, namespace: str) -> dict[str, dict]:
+    """The backup record: name -> from, to, time, job, the copy of Weaviate taken with it."""
+    data = (cluster.get("configmap", "dify-backups", namespace) or {}).get("data") or {}
+    return {name: json.loads(entry) for name, entry in data.items()}
+
+
+def test_the_upgrade_chain_from_1_11_to_1_17_and_the_refusals_after_it(cluster, namespace, ansible):
     previous = None
     for version in ("1.11.4", "1.13.3", "1.17.1"):
         run = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": version})
@@ -71,7 +75,8 @@ def test_the_upgrade_chain_from_1_11_to_1_17_and_the_refusals_after_it(cluster, 
         if previous:
             backup = cluster.get("job", "dify-db-backup", namespace)
             env = {e["name"]: e.get("value") for e in backup["spec"]["template"]["spec"]["containers"][0]["env"]}
-            assert env["FROM_TAG"] == previous and env["TO_TAG"] == version
+            assert env["BACKUP_NAME"].startswith(f"dify_{previous}_to_{version}_")
+            assert backups(cluster, namespace)[env["BACKUP_NAME"]]["from"] == previous
             assert cluster.job_finished(backup) <= job["metadata"]["creationTimestamp"]
         again = ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": version})
         assert again.rc == 0 and again.changed == 0, version
@@ -92,10 +97,10 @@ def test_the_upgrade_chain_from_1_11_to_1_17_and_the_refusals_after_it(cluster, 
     stopped = run.result("Stop Weaviate for the copy")["objects"]
     assert stopped == [{"kind": "StatefulSet", "name": "dify-weaviate", "namespace": namespace, "action": "configured"}]
     copy_job = cluster.get("job", "dify-weaviate-backup", namespace)["spec"]["template"]["spec"]
-    assert {e["name"]: e.get("value") for e in copy_job["containers"][0]["env"]}["WEAVIATE_TAG"] == "1.27.0"
-    record = {k: json.loads(v) for k, v in cluster.get("configmap", "dify-backups", namespace)["data"].items()}
-    assert [b["weaviate"] for b in record.values() if b["to"] == "1.17.1"] == ["weaviate_1.27.0_20261201T000000Z"]
-    assert "weaviate_1.27.0_20261201T000000Z" in " ".join(run.result("Dify is installed")["msg"])
+    copy_name = {e["name"]: e.get("value") for e in copy_job["containers"][0]["env"]}["NAME"]
+    assert copy_name.startswith("weaviate_1.27.0_")
+    assert [b["weaviate"] for b in backups(cluster, namespace).values() if b["to"] == "1.17.1"] == [copy_name]
+    assert copy_name in " ".join(run.result("Dify is installed")["msg"])
     keys = secret(cluster, namespace)
     assert {"AGENT_BACKEND_API_TOKEN", "AGENT_SANDBOX_AUTH_TOKEN", "AGENT_SERVER_SECRET_KEY"} <= set(keys)
     agent = cluster.get("deployment", "dify-agent-backend", namespace)["spec"]["template"]["spec"]["containers"][0]
@@ -152,19 +157,19 @@ def test_after_an_uninstall_weaviate_still_steps_from_the_version_its_volume_hol
 
 
 def test_a_restore_whose_weaviate_cannot_open_the_data_is_refused_before_anything_is_stopped(
-    cluster, namespace, ansible, pod_logs
+    cluster, namespace, ansible
 ):
-    backup = "dify_1.16.1_to_1.17.1_20261201T000000Z"
-    pod_logs(f"BACKUP {backup}\nWEAVIATE_BACKUP weaviate_1.27.0_20261201T000000Z", containers=("db-tools",))
     for version in ("1.16.1", "1.17.1"):
         assert ansible("site.yml", {"dify_namespace": namespace, "dify_image_tag": version}).rc == 0
+    ((backup, taken),) = backups(cluster, namespace).items()
+    assert backup.startswith("dify_1.16.1_to_1.17.1_") and taken["weaviate"].startswith("weaviate_1.27.0_")
     request = {"dify_namespace": namespace, "dify_restore_backup": backup, "dify_restore_confirm": namespace}
     before = versions(cluster, namespace)
     refused = ansible("playbooks/restore.yml", request)
     assert refused.rc != 0
     message = " ".join(r.get("msg", "") for r in refused.failed_results)
     assert "Nothing was changed. Weaviate runs 1.39.0; Dify 1.16.1" in message, message
-    assert "dify_restore_image_tag" in message and "weaviate_1.27.0_20261201T000000Z" in message
+    assert "dify_restore_image_tag" in message and taken["weaviate"] in message
     assert versions(cluster, namespace) == before
     assert cluster.get("job", "dify-db-restore", namespace) is None
     # What the message suggests: the databases back, and 1.17.1 migrating them again.

@@ -438,10 +438,10 @@ def plan(s: Any, found: dict[str, Any], releases: dict[str, Any], target_stored:
     return Adoption(source, s.with_values(**given), copy, notices, record)
 
 
-def _pod(image: str, security: dict[str, Any], container_security: dict[str, Any], mounts: list[dict[str, Any]],
-         volumes: list[dict[str, Any]], command: list[str], env: dict[str, str], labels: dict[str, str],
-         extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    container = {"name": "copy", "image": image, "command": command,
+def _pod(name: str, image: str, security: dict[str, Any], container_security: dict[str, Any],
+         mounts: list[dict[str, Any]], volumes: list[dict[str, Any]], command: list[str], env: dict[str, str],
+         labels: dict[str, str], extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    container = {"name": name, "image": image, "command": command,
                  "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
                  "securityContext": container_security, "volumeMounts": mounts,
                  "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
@@ -483,7 +483,7 @@ def model(adoption: Adoption, builder: Any, built: dict[str, Any]) -> dict[str, 
         })  # fmt: skip
         # The receiver writes the files with their owners, as root with exactly what that takes.
         jobs[f"receive_{what}"] = _pod(
-            builder.images["api"], {"runAsUser": 0, "runAsGroup": 0},
+            names.JobContainer.ADOPT_RECEIVE, builder.images["api"], {"runAsUser": 0, "runAsGroup": 0},
             {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER",
              "DAC_OVERRIDE"]}},
             [{"name": "target", "mountPath": "/target"}],
@@ -507,7 +507,7 @@ def model(adoption: Adoption, builder: Any, built: dict[str, Any]) -> dict[str, 
         # which Pod Security baseline allows (DAC_READ_SEARCH it does not); the volume is read-only anyway.
         caps: dict[str, Any] = {"drop": ["ALL"], **({"add": ["DAC_OVERRIDE"]} if user == 0 else {})}
         jobs[f"send_{what}"] = _pod(
-            source.image, security,
+            names.JobContainer.ADOPT_SEND, source.image, security,
             {"allowPrivilegeEscalation": False, "capabilities": caps, "readOnlyRootFilesystem": True},
             [{"name": "source", "mountPath": "/source", "readOnly": True}],
             [{"name": "source", "persistentVolumeClaim": {"claimName": volume.claim, "readOnly": True}}],
@@ -526,6 +526,7 @@ def model(adoption: Adoption, builder: Any, built: dict[str, Any]) -> dict[str, 
     db = source.db
     jobs["db"] = pod_template(
         builder.postgres_pod(),
+        container_name=names.JobContainer.ADOPT_DB,
         command=["/bin/sh", "-ec"],
         args=[scripts.ADOPT_DB],
         env={"SOURCE_NAMESPACE": source.namespace, "SOURCE_HOST": db["host"], "SOURCE_PORT": str(db["port"]),

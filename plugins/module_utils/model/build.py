@@ -12,10 +12,13 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from typing import Any, Callable
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import DifyError, InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import migration, names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import DifyError, InputError, JobFailed
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import job_state
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import migrate_spec_of
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import record_view
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import (
     adopt,
@@ -83,6 +86,8 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
         read("credentials", "Secret", names.CREDENTIALS),
         read("migration_record", "ConfigMap", names.MIGRATION_RECORD),
         read("migration_job", "Job", names.MIGRATION_JOB, "batch/v1"),
+        # Whether that Job finished is told by its pod first (job.job_state).
+        read("migration_pods", "Pod", label_selector=f"job-name={names.MIGRATION_JOB}"),
     ]
     if s.credentials_secret and entry_point in credentials.WRITING_ENTRY_POINTS:
         found.append(read("user_credentials", "Secret", s.credentials_secret))
@@ -150,6 +155,7 @@ def prepare(
     new_secret: Callable[[], str] = credentials.random_hex,
     new_admin_password: Callable[[], str] = credentials.random_admin_password,
     new_agent_key: Callable[[], str] | None = None,
+    now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """The model of the installation for one entry point (no secret leaves it but in ``secrets``
     and ``rotation_secret``: the caller keeps the whole result out of the output)."""
@@ -228,7 +234,13 @@ def prepare(
         adopt.check_postgres(adoption.source, image_of["postgres"])
     previous = (record or {}).get("image", "")
     builder = Builder(
-        s, image_of, creds, assets, previous_tag=catalog.tag_of(previous) if previous else "", release=release
+        s,
+        image_of,
+        creds,
+        assets,
+        previous_tag=catalog.tag_of(previous) if previous else "",
+        release=release,
+        stamp=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now())),
     )
     model = build(builder)
     # A first install (no Dify runs, none was ever migrated here) starts what does not use Dify's
@@ -246,33 +258,33 @@ def prepare(
     if weaviate_from and weaviate_from != image_of.get("weaviate"):
         model["weaviate_backup"] = builder.weaviate_backup(weaviate_from, model)
 
-    # What the phases will do.
-    target = image_of["api"]
-    running_job = migration_job is not None and not _job_finished(migration_job)
-    migration = "run"
-    reason = f"image {target} has not been migrated yet" + (
-        f" (last migrated: {record.get('image')})" if record and record.get("image") else ""
-    )
-    if s.migration_force:
-        reason = "forced re-run (dify_migration_force)"
-    elif record and record.get("image") == target and not running_job:
-        migration = "skip"
-        reason = (
-            f"image {target} already migrated successfully by Job {record.get('job')} at {record.get('completed_at')}"
+    # What the phases will do: the migration's decision, as the module will take it again.
+    try:
+        decision = migration.decide(
+            record,
+            job_state(migration_job, (found.get("migration_pods") or {}).get("resources") or []),
+            migrate_spec_of(s.namespace, model["jobs"]["migration"], force=s.migration_force),
         )
+    except JobFailed as exc:
+        raise JobFailed(f"Nothing was changed: {exc}", **exc.details) from exc
+    migration_plan = decision.action
+    reason = "forced re-run (dify_migration_force)" if s.migration_force else decision.reason
     plan: dict[str, Any] = {
-        "migration": migration,
+        "migration": migration_plan,
         "migration_reason": reason,
         "migration_record": record_view(record),
-        # Only an upgrade of existing data gets a backup (a first install has nothing to lose).
-        "backup": bool(s.backup_enabled and migration == "run" and previous),
+        # Only an upgrade of existing data gets a backup (a first install has nothing to lose), and
+        # only before a new migration Job (one that ran for this image may have changed the data).
+        "backup": bool(s.backup_enabled and migration_plan == "run" and previous),
         "backup_from": previous.rsplit(":", 1)[-1] if previous else "",
         "backup_to": s.image_tag,
+        "backup_name": builder.backup_name,
         "rotate_db_password": creds.rotate_db_password,
         "provider_setup": False,
         "weaviate_steps": [catalog.tag_of(image) for image in release.weaviate_steps],
         "weaviate_backup": "weaviate_backup" in model,
         "weaviate_backup_of": catalog.tag_of(weaviate_from) if "weaviate_backup" in model else "",
+        "weaviate_backup_name": builder.weaviate_backup_name(weaviate_from) if "weaviate_backup" in model else "",
         "changes": changes(running, model),
         "notices": creds.notices + release.notices,
     }
@@ -396,12 +408,6 @@ def changes(running: dict[str, str], model: dict[str, Any]) -> dict[str, Any]:
         "images": {c: {"from": running[c], "to": wanted[c]} for c in sorted(set(wanted) & set(running))
                    if running[c] != wanted[c]},
     }  # fmt: skip
-
-
-def _job_finished(job: dict[str, Any]) -> bool:
-    from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import job_outcome
-
-    return job_outcome(job) is not None or bool(job["metadata"].get("deletionTimestamp"))
 
 
 def _running_api_image(found: dict[str, Any]) -> str:

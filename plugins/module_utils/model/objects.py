@@ -130,6 +130,11 @@ class Workload:
         return self.resources or self.name.replace("-", "_")
 
 
+def _name_part(tag: str) -> str:
+    """A tag as one part of a copy's name: parts are separated by "_", which a tag may contain."""
+    return tag.replace("_", "-") or "none"
+
+
 class Builder:
     """Builds the objects of one installation."""
 
@@ -141,9 +146,12 @@ class Builder:
         assets: dict[str, str] | None = None,
         previous_tag: str = "",
         release: Release | None = None,
+        stamp: str = "",
     ) -> None:
         self.s = s
         self.previous_tag = previous_tag
+        # When this run takes its copies (UTC, YYYYmmddTHHMMSSZ): part of the names it gives them.
+        self.stamp = stamp
         self.release = release or Release(version=s.image_tag, line="", images=images)
         self.images = images
         self.creds = credentials
@@ -168,6 +176,16 @@ class Builder:
         self.redis_host = names.workload("redis") if s.redis_enabled else s.redis_host
         self.provider_setup = provider_setup_enabled(s)
         self.secret_env = credentials.secret_env(s, self.redis_host)
+
+    # ------------------------------------------------------------------ names of copies
+    @property
+    def backup_name(self) -> str:
+        """The backup of this run's upgrade: dify_<from>_to_<to>_<time>, decided here and recorded
+        by the role, so that what is recorded is exactly what the Job wrote."""
+        return f"dify_{_name_part(self.previous_tag)}_to_{_name_part(self.s.image_tag)}_{self.stamp}"
+
+    def weaviate_backup_name(self, running_image: str) -> str:
+        return f"weaviate_{_name_part(running_image.rsplit(':', 1)[-1])}_{self.stamp}"
 
     # ------------------------------------------------------------------ metadata
     def meta(self, name: str, component: str, namespaced: bool = True, **extra: Any) -> dict[str, Any]:
@@ -1080,9 +1098,10 @@ class Builder:
         claim = names.statefulset_claim("weaviate")
         job = pod_template(
             tools,
+            container_name=names.JobContainer.WEAVIATE_BACKUP,
             command=["/bin/sh", "-ec"],
             args=[scripts.WEAVIATE_BACKUP],
-            env={"WEAVIATE_TAG": running_image.rsplit(":", 1)[-1], "KEEP": str(s.backup_keep)},
+            env={"NAME": self.weaviate_backup_name(running_image), "KEEP": str(s.backup_keep)},
             volumes=[
                 {"name": "weaviate", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
                 {"name": "backups", "persistentVolumeClaim": {"claimName": names.BACKUPS_PVC}},
@@ -1111,37 +1130,41 @@ class Builder:
         s = self.s
         api = self.api_pod()
         tools = self.postgres_pod()
+        C = names.JobContainer
         backups_volume = [{"name": "backups", "persistentVolumeClaim": {"claimName": names.BACKUPS_PVC}}]
         backups_mount = [{"name": "backups", "mountPath": "/backups"}]
         jobs = {
             # Exactly the api pod (dify_resources.migration, if set, merged over the api's resources);
             # the runner sets `flask db upgrade`.
             "migration": pod_template(
-                api, resources=_merge(self.resources["api"], s.resources["migration"]) if "migration" in s.resources
+                api, container_name=C.MIGRATE,
+                resources=_merge(self.resources["api"], s.resources["migration"]) if "migration" in s.resources
                 else None, pod_annotations=s.migration_pod_annotations,
             ),
             "status_probe": pod_template(
-                api, command=["python", "-c"], args=[scripts.STATUS_PROBE], resources=self.resources["tools"],
-                pod_annotations=s.tools_pod_annotations,
+                api, container_name=C.STATUS_PROBE, command=["python", "-c"], args=[scripts.STATUS_PROBE],
+                resources=self.resources["tools"], pod_annotations=s.tools_pod_annotations,
             ),
             "backup": pod_template(
-                tools, command=["/bin/sh", "-ec"], args=[scripts.BACKUP],
-                env={"FROM_TAG": self.previous_tag, "TO_TAG": s.image_tag, "KEEP": str(s.backup_keep)},
+                tools, container_name=C.BACKUP, command=["/bin/sh", "-ec"], args=[scripts.BACKUP],
+                env={"BACKUP_NAME": self.backup_name, "KEEP": str(s.backup_keep)},
                 volumes=backups_volume, volume_mounts=backups_mount, pod_annotations=s.backup_pod_annotations,
             ),
             "restore": pod_template(
-                tools, command=["/bin/sh", "-ec"], args=[scripts.RESTORE], env={"BACKUP": s.get("restore_backup", "")},
-                volumes=backups_volume, volume_mounts=backups_mount, pod_annotations=s.tools_pod_annotations,
+                tools, container_name=C.RESTORE, command=["/bin/sh", "-ec"], args=[scripts.RESTORE],
+                env={"BACKUP": s.get("restore_backup", "")}, volumes=backups_volume, volume_mounts=backups_mount,
+                pod_annotations=s.tools_pod_annotations,
             ),
             "rotation": pod_template(
-                tools, command=["/bin/sh", "-ec"], args=[scripts.ROTATE_DB_PASSWORD],
-                secret_env={"NEW_PASSWORD": (names.ROTATION_SECRET, "NEW_PASSWORD")},
+                tools, container_name=C.ROTATE_PASSWORD, command=["/bin/sh", "-ec"],
+                args=[scripts.ROTATE_DB_PASSWORD], secret_env={"NEW_PASSWORD": (names.ROTATION_SECRET, "NEW_PASSWORD")},
                 pod_annotations=s.tools_pod_annotations,
             ),
         }  # fmt: skip
         if self.provider_setup:
             jobs["provider_setup"] = pod_template(
                 api,
+                container_name=C.PROVIDER_SETUP,
                 command=["python", f"/setup/{PROVIDER_SETUP_SCRIPT_FILE}"],
                 env={
                     "DIFY_API_URL": "http://dify-api:5001",

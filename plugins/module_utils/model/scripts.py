@@ -5,39 +5,44 @@
 from __future__ import annotations
 
 # pg_dump of Dify's and the plugin daemon's databases (custom format: compressed, restorable table
-# by table) to the volume dify-backups, named after the old and the new version. Keeps the newest
-# $KEEP backups and says which it removed (the backup record forgets them).
+# by table) to the volume dify-backups, under the name the run chose ($BACKUP_NAME, recorded by the
+# role). Each dump is written under a partial name and renamed when complete, the .dify.dump last:
+# a backup exists once its .dify.dump does, so one cut short is never taken for a whole one and
+# never counts toward $KEEP. Keeps the newest $KEEP complete backups and says which it removed.
 BACKUP = """\
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-base="/backups/dify_${FROM_TAG}_to_${TO_TAG}_${stamp}"
-pg_dump -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" -Fc -f "$base.dify.dump"
-pg_dump -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_PLUGIN_DATABASE" -Fc -f "$base.dify_plugin.dump"
-# Keep the newest $KEEP backups.
+base="/backups/$BACKUP_NAME"
+trap 'rm -f "$base.dify.dump.partial" "$base.dify_plugin.dump.partial"' EXIT
+pg_dump -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" -Fc -f "$base.dify.dump.partial"
+pg_dump -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_PLUGIN_DATABASE" -Fc -f "$base.dify_plugin.dump.partial"
+mv "$base.dify_plugin.dump.partial" "$base.dify_plugin.dump"
+mv "$base.dify.dump.partial" "$base.dify.dump"
+# A plugin dump whose backup never completed (cut short between the two renames) goes.
+for plugin in /backups/dify_*.dify_plugin.dump; do
+  if [ -e "$plugin" ] && [ ! -e "${plugin%.dify_plugin.dump}.dify.dump" ]; then rm -f "$plugin"; fi
+done
+# Keep the newest $KEEP complete backups.
 ls -1t /backups/dify_*.dify.dump | tail -n "+$((KEEP + 1))" | while read -r old; do
   rm -f "$old" "${old%.dify.dump}.dify_plugin.dump"
   echo "REMOVED $(basename "${old%.dify.dump}")"
 done
-echo "BACKUP $(basename "$base")"
-ls -1t /backups
+echo "BACKUP $BACKUP_NAME"
 """
 
 # Weaviate's volume (mounted read-only at /weaviate, Weaviate stopped) as one archive in
-# dify-backups/weaviate, named after the Weaviate version it holds. Written under a temporary
-# name first, so a copy cut short is never taken for a whole one; keeps the newest $KEEP.
+# dify-backups/weaviate, under the name the run chose ($NAME: the Weaviate version it holds and the
+# time). Written under a temporary name first, so a copy cut short is never taken for a whole one;
+# keeps the newest $KEEP.
 WEAVIATE_BACKUP = """\
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-name="weaviate_${WEAVIATE_TAG}_${stamp}"
-partial="/backups/weaviate/$name.tar.gz.partial"
+partial="/backups/weaviate/$NAME.tar.gz.partial"
 trap 'rm -f "$partial"' EXIT
 mkdir -p /backups/weaviate
 tar -C /weaviate -czf "$partial" .
-mv "$partial" "/backups/weaviate/$name.tar.gz"
+mv "$partial" "/backups/weaviate/$NAME.tar.gz"
 ls -1t /backups/weaviate/weaviate_*.tar.gz | tail -n "+$((KEEP + 1))" | while read -r old; do
   rm -f "$old"
   echo "REMOVED $(basename "${old%.tar.gz}")"
 done
-echo "WEAVIATE_BACKUP $name"
-ls -l /backups/weaviate
+echo "WEAVIATE_BACKUP $NAME"
 """
 
 # Both databases back from a backup; --clean --if-exists drops what the dump recreates.

@@ -185,7 +185,7 @@ def test_an_api_pod_template_becomes_a_job_changing_only_command_restart_probes_
     untouched = copy.deepcopy(base)
     s = job.JobSpec(
         namespace="dify",
-        template=job.pod_template(base, container_name="migrate", command=MIGRATE_COMMAND, args=[]),
+        template=job.pod_template(base, command=MIGRATE_COMMAND, args=[]),
     )
     built = job.build_job(s)
     assert base == untouched  # the caller's template is not modified
@@ -212,10 +212,13 @@ def test_an_api_pod_template_becomes_a_job_changing_only_command_restart_probes_
     assert not set(names.selector("api").items()) <= set(labels.items())
     assert built["metadata"]["labels"] == names.labels(names.MIGRATION)
 
-    # The container name is the template's (container_name is only for templates made from scratch).
+    # The container name is the template's unless container_name is given.
     assert s.container_name == "api"
+    renamed = job.pod_template(base, container_name="migrate")["spec"]["containers"][0]
+    assert renamed["name"] == "migrate" and renamed["image"] == IMAGE
     assert s.image == IMAGE
-    assert built["metadata"]["annotations"] == {names.JOB_IMAGE: IMAGE}
+    assert built["metadata"]["annotations"] == {names.JOB_IMAGE: IMAGE, names.JOB_POD_HASH: s.pod_hash}
+    assert s.pod_hash == job.pod_hash(pod) and len(s.pod_hash) == 16
 
 
 def test_options_given_replace_the_templates_and_options_not_given_keep_them():
@@ -246,8 +249,10 @@ def test_options_given_replace_the_templates_and_options_not_given_keep_them():
         names.CONFIG_HASH: "0f3c9a51",
         "sidecar.istio.io/inject": "false",
     }
-    assert job.build_job(job.JobSpec("dify", template))["metadata"]["annotations"] == {
-        names.JOB_IMAGE: "langgenius/dify-api:1.11.5"
+    other = job.JobSpec("dify", template)
+    assert job.build_job(other)["metadata"]["annotations"] == {
+        names.JOB_IMAGE: "langgenius/dify-api:1.11.5",
+        names.JOB_POD_HASH: other.pod_hash,
     }
 
     kept = job.pod_template(base)  # nothing given: the template as it is (command and args too)
@@ -570,8 +575,11 @@ def test_losing_the_create_race_attaches_to_the_winner():
     clock = FakeClock()
     api = FakeApi(
         clock,
-        script=[job_event("job_complete.yaml", uid="11111111-aaaa-4bbb-8ccc-000000000001")],
-        pods=[fixture("pod_succeeded.yaml")],
+        script=[
+            pod_event("pod_succeeded.yaml"),
+            job_event("job_complete.yaml", uid="11111111-aaaa-4bbb-8ccc-000000000001"),
+        ],
+        pods=[fixture("pod_running.yaml")],
     )
     api.create_conflicts = 1
     result = runner(api, clock).run()

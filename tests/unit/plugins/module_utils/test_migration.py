@@ -48,51 +48,82 @@ def test_record_view_decodes_the_revisions():
 RECORD = {"image": IMAGE, "job": "dify-db-migration", "job_uid": "11111111-aaaa-4bbb-8ccc-000000000001"}
 
 
-def decide(record, existing, **overrides: Any) -> job.Decision:
-    """migration.decide for a MigrationRunner of spec(**overrides) (decide reads no API)."""
-    return migration.decide(migration.MigrationRunner(None, spec(**overrides)), record, existing)
+def decide(record, existing, pods=(), **overrides: Any) -> job.Decision:
+    """migration.decide on what a read found: the record, the Job of its name and its pods."""
+    return migration.decide(record, job.job_state(existing, list(pods)), spec(**overrides))
 
 
-def test_decide_runs_when_nothing_migrated_yet():
-    decision = decide(None, None)
-    assert decision.action == "run" and decision.replace_uid is None
+def running(**changes: Any) -> dict:
+    """job_running.yaml, its metadata changed."""
+    found = fixture("job_running.yaml")
+    found["metadata"].update(changes)
+    return found
 
 
-def test_decide_skips_an_image_that_already_migrated():
-    assert decide(RECORD, fixture("job_complete.yaml")).action == "skip"
-    assert decide(RECORD, None).action == "skip"  # the Job was cleaned up by its TTL
+UID = "11111111-aaaa-4bbb-8ccc-000000000001"
+NEWER = "langgenius/dify-api:1.11.5"
+SUCCEEDED = fixture("pod_succeeded.yaml")
+OTHER_JOBS_POD = copy.deepcopy(SUCCEEDED)
+OTHER_JOBS_POD["metadata"]["labels"] = {"batch.kubernetes.io/controller-uid": "an-earlier-job"}
 
 
-def test_decide_force_replaces_the_finished_job():
-    decision = decide(RECORD, fixture("job_complete.yaml"), force=True)
-    assert decision.action == "run"
-    assert decision.replace_uid == "11111111-aaaa-4bbb-8ccc-000000000001"
+# Every state a run can find (and an interrupted one leave behind): the record, the Job of the
+# migration's name and its pods, what this run wants -> the decision, and whether the Job found is
+# replaced. The same function plans in prepare and decides in the module on a fresh read.
+DECISIONS = [
+    # (what, record, job, pods, wanted, action, replaces)
+    ("nothing migrated yet", None, None, [], {}, "run", False),
+    ("this image migrated, Job cleaned up", RECORD, None, [], {}, "skip", False),
+    ("this image migrated by this Job", RECORD, fixture("job_complete.yaml"), [], {}, "skip", False),
+    ("... and forced", RECORD, fixture("job_complete.yaml"), [], {"force": True}, "run", True),
+    ("another image failed, a newer one wanted", RECORD, fixture("job_failed.yaml"), [], {"image": NEWER},
+     "run", True),
+    ("a forced re-run of this image failed", RECORD, fixture("job_failed.yaml"), [], {}, "skip", False),
+    ("this image runs", None, running(), [fixture("pod_running.yaml")], {}, "attach", False),
+    ("this image succeeded, never recorded", None, fixture("job_complete.yaml"), [], {}, "attach", False),
+    # The pod succeeded, the Job controller has not recorded it yet (the module already returned):
+    ("this image's pod succeeded and was recorded", RECORD, running(), [SUCCEEDED], {}, "skip", False),
+    ("... and forced", RECORD, running(), [SUCCEEDED], {"force": True}, "run", True),
+    ("this image's pod succeeded, never recorded", None, running(), [SUCCEEDED], {}, "attach", False),
+    ("an earlier Job's pod does not count", None, running(), [OTHER_JOBS_POD], {}, "attach", False),
+    ("the pod failed, the Job not yet", None, running(), [fixture("pod_failed.yaml")], {}, "run", True),
+    # A Job that cannot start is replaced (the operator fixed the cause and runs again).
+    ("the image cannot be pulled", None, running(), [fixture("pod_image_pull_backoff.yaml")], {}, "run", True),
+    ("... even another image's", None, running(), [fixture("pod_image_pull_backoff.yaml")], {"image": NEWER},
+     "run", True),
+    ("configuration missing", None, running(), [fixture("pod_config_error.yaml")], {}, "run", True),
+    ("no node fits", None, running(), [fixture("pod_unschedulable.yaml")], {}, "run", True),
+    ("another pod of this image runs", None, running(annotations={names.JOB_IMAGE: IMAGE, names.JOB_POD_HASH: "0"}),
+     [fixture("pod_running.yaml")], {}, "run", True),
+    ("this pod runs", None, running(annotations={names.JOB_IMAGE: IMAGE, names.JOB_POD_HASH: spec().pod_hash}),
+     [fixture("pod_running.yaml")], {}, "attach", False),
+    ("the Job is being deleted", None, running(deletionTimestamp="2026-11-25T10:01:00Z"), [], {}, "run", True),
+]  # fmt: skip
 
 
-def test_decide_new_image_replaces_a_failed_job():
-    decision = decide(RECORD, fixture("job_failed.yaml"), image="langgenius/dify-api:1.11.5")
-    assert decision.action == "run" and decision.replace_uid
-    assert "last migrated: " + IMAGE in decision.reason
+@pytest.mark.parametrize(("what", "record", "found", "pods", "wanted", "action", "replaces"), DECISIONS,
+                         ids=[d[0] for d in DECISIONS])  # fmt: skip
+def test_the_migration_decision(what, record, found, pods, wanted, action, replaces):
+    decision = decide(record, found, pods, **wanted)
+    assert decision.action == action, decision.reason
+    assert decision.replace_uid == (UID if replaces else None), decision.reason
 
 
-def test_decide_attaches_to_a_running_job_for_the_same_image():
-    assert decide(None, fixture("job_running.yaml")).action == "attach"
+def test_decide_says_what_was_migrated_last_when_a_newer_image_runs():
+    assert "last migrated: " + IMAGE in decide(RECORD, fixture("job_failed.yaml"), image=NEWER).reason
+
+
+def test_decide_says_why_a_job_is_replaced():
+    assert "ImagePullBackOff" in decide(None, running(), [fixture("pod_image_pull_backoff.yaml")]).reason
+    assert (
+        "another pod"
+        in decide(None, running(annotations={names.JOB_POD_HASH: "0"}), [fixture("pod_running.yaml")]).reason
+    )
 
 
 def test_decide_refuses_a_second_migration_while_another_image_migrates():
     with pytest.raises(JobFailed, match="still running for image " + IMAGE):
-        decide(None, fixture("job_running.yaml"), image="langgenius/dify-api:1.11.5")
-
-
-def test_decide_adopts_a_succeeded_job_whose_record_was_never_written():
-    assert decide(None, fixture("job_complete.yaml")).action == "attach"
-
-
-def test_decide_replaces_a_job_that_is_being_deleted():
-    going = fixture("job_running.yaml")
-    going["metadata"]["deletionTimestamp"] = "2026-11-25T10:01:00Z"
-    decision = decide(None, going)
-    assert decision.action == "run" and decision.replace_uid == going["metadata"]["uid"]
+        decide(None, running(), [fixture("pod_running.yaml")], image=NEWER)
 
 
 # --------------------------------------------------------------------------- runner
@@ -282,7 +313,7 @@ def test_the_migration_job_is_made_from_the_api_pod_template():
     container = api.created[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["flask", "db", "upgrade"] and "args" not in container
     assert api.records_written[-1]["image"] == IMAGE
-    assert api.log_reads == [("dify-db-migration-x7k2p", "api")]
+    assert api.log_reads == [("dify-db-migration-x7k2p", "migrate")]
 
 
 # --------------------------------------------------------------------------- the record over Kube

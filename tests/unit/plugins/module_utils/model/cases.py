@@ -154,4 +154,5 @@ def prepare(case: str, entry_point: str = "main", existing: dict[str, Any] | Non
         new_secret=counter(),
         new_agent_key=lambda: "generated-agent-key-" + "A" * 23,
         new_admin_password=lambda: "Dify1-generated-admin-password",
+        now=lambda: 1796112000.0,  # 2026-12-01T08:00:00Z
     )

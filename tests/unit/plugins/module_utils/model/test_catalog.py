@@ -177,7 +177,8 @@ def test_weaviates_volume_is_copied_before_its_image_changes_by_weaviates_user_a
     assert {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]} == {
         "/weaviate": True, "/backups": False}  # fmt: skip
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env == {"WEAVIATE_TAG": "1.27.0", "KEEP": "5"}, "no database password, no shared environment"
+    # No database password, no shared environment.
+    assert env == {"NAME": "weaviate_1.27.0_20261201T080000Z", "KEEP": "5"}
     assert "envFrom" not in container
     assert copy["job"]["metadata"]["labels"]["app.kubernetes.io/component"] == "weaviate-backup"
     assert copy["job"]["metadata"]["annotations"] == {"example.com/backup": "yes"}

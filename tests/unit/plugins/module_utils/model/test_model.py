@@ -4,13 +4,14 @@ and checks that name the variable. No cluster; the whole file runs in well under
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
-from cases import prepare, reader, releases
+from cases import CASES, prepare, reader, releases
 from role_settings import params
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError, JobFailed
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobSpec, build_job
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import CONTAINER_NAME, DEFAULT_COMMAND
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import build
@@ -26,6 +27,9 @@ def objects(model: dict, phase: str | None = None) -> dict[tuple[str, str], dict
 
 def pod(model: dict, name: str) -> dict:
     return objects(model)[("Deployment", name)]["spec"]["template"]
+
+
+SIMULATED_OUTPUT = Path(__file__).resolve().parents[5] / "tests" / "cluster" / "simulated-output"
 
 
 # --------------------------------------------------------------------------- one api pod
@@ -52,6 +56,8 @@ def test_the_migration_job_runs_exactly_the_api_pod(case):
     # What only the Job has.
     job_container = job_pod["containers"][0]
     assert job_container.pop("command") == DEFAULT_COMMAND
+    assert job_container["name"] == "migrate"  # named after what it does
+    job_container["name"] = container["name"]
     assert job_pod.pop("restartPolicy") == "Never"
     if case == "external":  # dify_resources.migration is set there
         assert job_container.pop("resources") == {"limits": {"cpu": "2", "memory": "3Gi"},
@@ -86,9 +92,16 @@ def test_job_pods_never_match_the_api_service():
     assert job[names.LABEL_PART_OF] == "dify"
 
 
-def test_the_migration_job_keeps_the_default_container_name_only_without_a_template():
-    assert migration_job(prepare("default"))["spec"]["template"]["spec"]["containers"][0]["name"] == "api"
-    assert CONTAINER_NAME == "migrate"
+def test_each_job_container_is_named_after_what_it_does():
+    """`kubectl logs job/...` reads as what the Job does, and the local cluster tells the Jobs'
+    simulated output apart by these names (tests/cluster/simulated-output/)."""
+    jobs = prepare("external")["jobs"]
+    named = {job: pod["spec"]["containers"][0]["name"] for job, pod in jobs.items()}
+    assert named == {"migration": "migrate", "status_probe": "status-probe", "backup": "backup", "restore": "restore",
+                     "rotation": "rotate-password", "provider_setup": "provider-setup"}  # fmt: skip
+    assert CONTAINER_NAME == "migrate"  # dify_migrate's own pod, without a template
+    simulated = {f.stem for f in SIMULATED_OUTPUT.glob("*.log")}
+    assert set(named.values()) <= simulated
 
 
 # --------------------------------------------------------------------------- credentials
@@ -239,15 +252,50 @@ def test_an_upgrade_backs_up_first_and_a_first_install_does_not():
     assert prepare("default")["plan"]["backup"] is False
     backup = prepare("upgrade")["jobs"]["backup"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in backup["env"]}
-    assert env["FROM_TAG"] == "1.11.4" and env["TO_TAG"] == "1.11.5" and env["PGPASSWORD"] is None
+    assert env["BACKUP_NAME"] == "dify_1.11.4_to_1.11.5_20261201T080000Z" and env["PGPASSWORD"] is None
+    assert prepare("upgrade")["plan"]["backup_name"] == env["BACKUP_NAME"]  # what the role records
 
 
-def test_a_running_migration_job_is_never_skipped():
-    spec = params(dify_storage_class="kwok-volume", dify_files_storage_class="kwok-files")
-    record = {"image": "langgenius/dify-api:1.11.4", "job": "dify-db-migration", "completed_at": "t"}
-    running = {"kind": "Job", "metadata": {"name": "dify-db-migration"}, "status": {}}
-    found = reader({"migration_record": record, "migration_job": running, "credentials": {"SECRET_KEY": "k"}})
-    assert build.prepare(spec, "main", found, releases=releases())["plan"]["migration"] == "run"
+def test_a_tag_with_an_underscore_still_gives_a_backup_name_restore_accepts():
+    model = prepare("upgrade", dify_image_tag="1.11.5_hotfix", dify_allow_unknown_release=True)
+    name = model["plan"]["backup_name"]
+    assert name == "dify_1.11.4_to_1.11.5-hotfix_20261201T080000Z"
+    assert build.BACKUP_NAME.match(name)
+
+
+def migration_job_of(image: str, pod_phase: str | None = None) -> tuple[dict, list[dict]]:
+    """A migration Job for image as the cluster shows it, and its pod (in that phase)."""
+    meta = {"name": "dify-db-migration", "uid": "u-2", "annotations": {names.JOB_IMAGE: image}}
+    found = {"kind": "Job", "metadata": meta, "spec": {"backoffLimit": 0}, "status": {}}
+    pods = []
+    if pod_phase:
+        status = {"phase": pod_phase}
+        if pod_phase == "Succeeded":
+            status["containerStatuses"] = [{"name": "migrate", "state": {"terminated": {"exitCode": 0}}}]
+        pods.append({"metadata": {"name": "dify-db-migration-abcde", "labels": {
+            "batch.kubernetes.io/controller-uid": "u-2"}}, "status": status})  # fmt: skip
+    return found, pods
+
+
+def test_the_plan_takes_the_modules_decision_on_the_job_and_its_pods():
+    image = "langgenius/dify-api:1.11.5"
+    record = dict(CASES["upgrade"]["existing"]["migration_record"])
+    job, pods = migration_job_of(image, "Running")
+    running = prepare("upgrade", existing={"migration_job": job, "migration_pods": pods})["plan"]
+    assert running["migration"] == "attach" and running["backup"] is False  # it may have changed the data
+    job, pods = migration_job_of(image, "Succeeded")
+    # The pod succeeded and the record was written: finished, though the Job controller has not said so yet.
+    done = dict(record, image=image, job_uid="u-2")
+    plan = prepare("upgrade", existing={"migration_job": job, "migration_pods": pods, "migration_record": done})["plan"]
+    assert plan["migration"] == "skip"
+    assert prepare("upgrade", existing={"migration_job": job, "migration_pods": pods, "migration_record": done},
+                   dify_migration_force=True)["plan"]["migration"] == "run"  # fmt: skip
+
+
+def test_a_migration_running_for_another_image_is_refused_before_anything_changes():
+    job, pods = migration_job_of("langgenius/dify-api:1.11.4", "Running")
+    with pytest.raises(JobFailed, match=r"Nothing was changed: migration Job .* still running for image"):
+        prepare("upgrade", existing={"migration_job": job, "migration_pods": pods})
 
 
 def test_the_provider_setup_runs_when_what_it_stores_changed():
@@ -271,8 +319,8 @@ def test_the_prepare_step_reads_the_cluster_once():
 
     build.prepare(spec, "main", read, releases=releases())
     assert len(calls) == 1
-    wanted = {"credentials", "migration_record", "migration_job", "db_volume", "weaviate_volume", "storage_classes",
-              "deployments", "statefulsets", "backup_record"}  # fmt: skip
+    wanted = {"credentials", "migration_record", "migration_job", "migration_pods", "db_volume", "weaviate_volume",
+              "storage_classes", "deployments", "statefulsets", "backup_record"}  # fmt: skip
     assert {r["id"] for r in calls[0]} == wanted
 
 
