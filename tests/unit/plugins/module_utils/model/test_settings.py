@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from role_settings import ROOT, argument_specs, params
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import components
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import (
     DATA_SERVICES,
     DATABASE,
@@ -109,6 +110,15 @@ def test_the_vector_store_is_weaviate_the_one_kind_so_far():
     s = settings()
     assert s.vector_store == "weaviate" and s.provider(VECTOR_STORE) == "weaviate"
     assert (s.provider(DATABASE), s.provider(REDIS)) == ("postgres", "redis")
+
+
+def test_the_data_services_are_those_the_bundled_components_provide():
+    """settings.py names the component behind each data service; the components declare the same."""
+    s = settings()
+    for service in DATA_SERVICES:
+        assert s.provider(service) in [c.name for c in components.providers(service)], service
+    stores = {c.name for c in components.providers(VECTOR_STORE)}
+    assert stores == {"weaviate"}, "a second vector store needs dify_vector_store to choose it"
 
 
 def test_a_copy_with_other_values_keeps_the_rest():
