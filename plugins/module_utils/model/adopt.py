@@ -15,6 +15,7 @@ from typing import Any
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.catalog import tag_of, version_tuple
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import weaviate
 
 FILES_PATH = "/app/api/storage"
 PLUGIN_PATH = "/app/storage"
@@ -432,9 +433,8 @@ def plan(s: Any, found: dict[str, Any], releases: dict[str, Any], target_stored:
                      s3_region=source.s3["region"] or s.s3_region, s3_access_key=source.s3["access_key"],
                      s3_secret_key=source.s3["secret_key"])  # fmt: skip
     if source.vector_store:
-        given.update(weaviate_enabled=False, weaviate_endpoint=source.vector_store["endpoint"],
-                     weaviate_grpc_endpoint=source.vector_store["grpc_endpoint"],
-                     weaviate_api_key=source.vector_store["api_key"])  # fmt: skip
+        given.update(weaviate.external(source.vector_store["endpoint"], source.vector_store["grpc_endpoint"],
+                                       source.vector_store["api_key"]))  # fmt: skip
     return Adoption(source, s.with_values(**given), copy, notices, record)
 
 
@@ -471,7 +471,7 @@ def model(adoption: Adoption, builder: Any, built: dict[str, Any]) -> dict[str, 
         volume = getattr(source, what)
         if what not in adoption.copy or volume is None:
             continue
-        if what == "weaviate" and not s.weaviate_enabled:
+        if what == "weaviate" and not weaviate.bundled(s):
             continue
         receiver = f"dify-adopt-receive-{what}"
         volumes.append({"what": what, "receiver": receiver, "sender": f"dify-adopt-send-{what}",
@@ -515,7 +515,7 @@ def model(adoption: Adoption, builder: Any, built: dict[str, Any]) -> dict[str, 
             {"RECEIVER": f"{receiver}.{s.namespace}.svc", "ADOPT_TIMEOUT": str(s.adopt_timeout)},
             names.labels(names.ADOPT_SEND), extra,
         )  # fmt: skip
-    if "weaviate" in adoption.copy and source.weaviate and s.weaviate_enabled:
+    if "weaviate" in adoption.copy and source.weaviate and weaviate.bundled(s):
         # The data volume of the new Weaviate, created before the StatefulSet so the copy lands in it first.
         sts = next(o for o in built["objects"]["data"] if o["kind"] == "StatefulSet"
                    and o["metadata"]["name"] == names.workload("weaviate"))  # fmt: skip

@@ -23,12 +23,13 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration impor
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import (
     adopt,
     catalog,
+    components,
     credentials,
     inputs,
-    network,
 )
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.objects import DATA_SERVICES, Builder
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import weaviate
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.objects import Builder
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, Settings
 
 ENTRY_POINTS = ("main", "manifests", "migrate_only", "status", "restore", "uninstall", "adopt")
 
@@ -116,9 +117,9 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
                 read("provider_keys", "Secret", names.PROVIDER_KEYS),
                 read("provider_record", "ConfigMap", names.PROVIDER_SETUP_RECORD),
             ]
-        if s.postgres_enabled:
-            found.append(read("db_volume", "PersistentVolumeClaim", names.statefulset_claim("postgres")))
-        if s.weaviate_enabled:
+        if s.bundled(DATABASE):
+            found.append(read("db_volume", "PersistentVolumeClaim", names.statefulset_claim(s.provider(DATABASE))))
+        if weaviate.bundled(s):
             found.append(read("weaviate_volume", "PersistentVolumeClaim", names.statefulset_claim("weaviate")))
         if wanted_classes(s) and s.cluster_scoped_access:
             found.append({"id": "storage_classes", "api_version": "storage.k8s.io/v1", "kind": "StorageClass"})
@@ -204,7 +205,7 @@ def prepare(
     # Weaviate's volume without its StatefulSet (after an uninstall) holds the data of the Weaviate
     # of the release last migrated here: the steps and the copy start from that one.
     weaviate_live, weaviate_notice = running.get("weaviate", ""), ""
-    if not weaviate_live and s.weaviate_enabled and _first(found, "weaviate_volume") and (record or {}).get("image"):
+    if not weaviate_live and weaviate.bundled(s) and _first(found, "weaviate_volume") and (record or {}).get("image"):
         recorded = catalog.weaviate_of(releases or {}, catalog.tag_of(record["image"]))
         if recorded:
             weaviate_live = prefix + recorded
@@ -247,16 +248,17 @@ def prepare(
     # schema during the migration: nothing is serving that a new component could break. Every
     # Service comes along (nginx resolves its upstreams when it starts).
     first_install = not running and not record and entry_point == "main"  # (an adoption restores data first)
+    early = components.schema_independent()
     model["early"] = [
         o for o in model["objects"]["app"]
         if first_install and (o["kind"] == "Service" or (o["kind"] == "Deployment"
-                              and o["metadata"]["labels"].get(names.LABEL_COMPONENT) in SCHEMA_INDEPENDENT))
+                              and o["metadata"]["labels"].get(names.LABEL_COMPONENT) in early))
     ]  # fmt: skip
-    model["weaviate_steps"] = [builder.weaviate_step(prefix + image, model) for image in release.weaviate_steps]
+    model["weaviate_steps"] = [weaviate.step(prefix + image, model) for image in release.weaviate_steps]
     # The bundled Weaviate gets another image (an upgrade, steps included): its volume is copied first.
-    weaviate_from = weaviate_live if builder.weaviate_backup_wanted else ""
+    weaviate_from = weaviate_live if weaviate.backup_wanted(s) else ""
     if weaviate_from and weaviate_from != image_of.get("weaviate"):
-        model["weaviate_backup"] = builder.weaviate_backup(weaviate_from, model)
+        model["weaviate_backup"] = weaviate.backup(builder, weaviate_from, model)
 
     # What the phases will do: the migration's decision, as the module will take it again.
     try:
@@ -328,12 +330,6 @@ def prepare(
     return result
 
 
-# Components that never touch Dify's database schema (the web frontend, the code sandbox, the
-# proxies, the plugin daemon with its own database): on a first install they need not wait for
-# the migration.
-SCHEMA_INDEPENDENT = ("web", "sandbox", "ssrf-proxy", "nginx", "plugin-daemon", "agent-local-sandbox",
-                      "agent-ssrf-proxy")  # fmt: skip
-
 BACKUP_NAME = re.compile(r"^dify_[^_/]+_to_[^_/]+_[0-9]{8}T[0-9]{6}Z$")
 
 
@@ -364,7 +360,7 @@ def restore_plan(
     wanted = s.get("weaviate_image") or catalog.weaviate_of(releases or {}, version)
     have_tag, want_tag = catalog.tag_of(running_weaviate), catalog.tag_of(wanted)
     have, want = catalog.version_tuple(have_tag), catalog.version_tuple(want_tag)
-    if s.weaviate_enabled and have and want and want[:2] < have[:2]:
+    if weaviate.bundled(s) and have and want and want[:2] < have[:2]:
         copy = (entry or {}).get("weaviate")
         by_hand = (
             f"put back the copy of Weaviate's volume taken before that upgrade ({copy}) by hand first"
@@ -460,11 +456,11 @@ def build(b: Builder) -> dict[str, Any]:
     config_data = {cm["metadata"]["name"]: cm["data"] for cm in config_maps}
     deployments = b.deployments()
     statefulsets = b.statefulsets()
-    components = [w.name for w in deployments] + [w.name for w in statefulsets] + list(network.JOB_COMPONENTS)
+    running = [w.name for w in deployments] + [w.name for w in statefulsets] + list(components.job_components())
 
     config = ([b.namespace_object()] if s.cluster_scoped_access else []) + config_maps + b.volume_claims()
     if s.network_policies:
-        config += network.policies(s, components, b.meta)
+        config += b.network_policies(running)
     data = [b.service(w.name, w.service_ports) for w in statefulsets]
     data += [b.statefulset(w, config_data) for w in statefulsets]
     app = [b.service(w.name, w.service_ports) for w in deployments if w.service_ports]
@@ -487,7 +483,11 @@ def build(b: Builder) -> dict[str, Any]:
         # volume stays).
         "data": [
             {"api_version": "apps/v1", "kind": "StatefulSet"},
-            {"api_version": "v1", "kind": "Service", "label_selector": _phase_prune(list(DATA_SERVICES))},
+            {
+                "api_version": "v1",
+                "kind": "Service",
+                "label_selector": _phase_prune(list(components.data_components())),
+            },
         ],
         # Budgets and autoscalers the settings no longer ask for go first: a leftover autoscaler
         # would scale a Deployment back up right after it was applied, a leftover budget on a
@@ -499,7 +499,9 @@ def build(b: Builder) -> dict[str, Any]:
             {
                 "api_version": "v1",
                 "kind": "Service",
-                "label_selector": f"{names.LABEL_COMPONENT} notin ({','.join([*DATA_SERVICES, 'nginx'])})",
+                # (nginx's Service is the expose phase's.)
+                "label_selector": f"{names.LABEL_COMPONENT} notin "
+                f"({','.join([*components.data_components(), *components.exposed()])})",
             },
         ],
         "expose": [{"api_version": "networking.k8s.io/v1", "kind": "Ingress"}],

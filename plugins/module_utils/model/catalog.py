@@ -12,24 +12,21 @@ from typing import Any
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import (
+    image_variables,
+    of_feature,
+    weaviate,
+)
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
 
-# Companion images a variable may set (component -> variable).
-IMAGE_VARIABLES = {
-    "sandbox": "sandbox_image",
-    "plugin_daemon": "plugin_daemon_image",
-    "ssrf_proxy": "ssrf_proxy_image",
-    "nginx": "nginx_image",
-    "postgres": "postgres_image",
-    "redis": "redis_image",
-    "weaviate": "weaviate_image",
-    "agent_backend": "agent_backend_image",
-    "agent_local_sandbox": "agent_local_sandbox_image",
-}
+# Companion images a variable may set (image -> variable).
+IMAGE_VARIABLES = image_variables()
 # What every line entry must have (a test checks the catalog against it).
 LINE_FIELDS = ("patches", "images", "components", "upgrade_from", "startup_migration", "notes", "sources")
 LINE_IMAGES = ("sandbox", "plugin_daemon", "weaviate")
-AGENT_COMPONENTS = ("agent-backend", "agent-local-sandbox", "agent-ssrf-proxy")
+# The components of the release features the catalog lists (dify_agent, dify_collaboration).
+AGENT_COMPONENTS = of_feature("agent")
+COLLABORATION_COMPONENTS = of_feature("collaboration")
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -140,8 +137,8 @@ def resolve(
 
     components = [c for c in entry.get("components", []) if _since(entry, c, parsed)]
     if not s.get("collaboration", False):
-        components = [c for c in components if c != "api-websocket"]
-    elif "api-websocket" not in components:
+        components = [c for c in components if c not in COLLABORATION_COMPONENTS]
+    elif not set(COLLABORATION_COMPONENTS) <= set(components):
         raise InputError(
             f"Nothing was changed. dify_collaboration is set, but Dify {version} has no api websocket process "
             "(it came with 1.14)."
@@ -163,7 +160,7 @@ def resolve(
         notes=list(entry.get("notes") or []),
     )  # fmt: skip
     check_upgrade(s, release, entry, record, backups or {})
-    if s.weaviate_enabled:
+    if weaviate.bundled(s):
         release.weaviate_steps = weaviate_steps(s, releases, (live_images or {}).get("weaviate", ""),
                                                 release.images.get("weaviate", ""))  # fmt: skip
     return release

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, Settings
 
 # Secret key <- variable. Keys that components must share are one key each: equal by construction.
 CREDENTIAL_VARIABLES = {
@@ -142,7 +142,7 @@ def decide(
             values[key] = stored.get(key, "")
         else:
             values[key] = given or stored.get(key) or new_secret()
-    creds = Credentials(values, db_has_data=s.postgres_enabled and db_volume_exists)
+    creds = Credentials(values, db_has_data=s.bundled(DATABASE) and db_volume_exists)
     if not writing:
         return creds
 

@@ -9,6 +9,7 @@ import ipaddress
 import re
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import components
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -19,12 +20,6 @@ URL = re.compile(r"^https?://[^/\s]+(/.*)?$")
 STRONG_PASSWORD = re.compile(r"^(?=.*[A-Za-z])(?=.*[0-9]).{8,}$")
 # Variables that have their own variables (kept in a Secret) or must stay as they are.
 RESERVED_ENV = ("SECRET_KEY", "DB_PASSWORD", "REDIS_PASSWORD", "MIGRATION_ENABLED")
-# Components that may be given direct internet access (never the sandbox).
-INTERNET_CAPABLE = ("api", "worker", "beat", "web", "plugin-daemon", "nginx")
-RESOURCE_COMPONENTS = (
-    "api", "worker", "beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy", "nginx", "postgres", "redis",
-    "weaviate", "migration", "tools", "agent_backend", "agent_local_sandbox",
-)  # fmt: skip
 
 
 def is_network(value: object) -> bool:
@@ -46,16 +41,10 @@ def is_address(value: object) -> bool:
 
 
 def replicas(s: Settings) -> dict[str, int]:
-    """Replicas per Deployment that may run several: with dify_ha at least two."""
+    """Replicas per Deployment that may run several (its dify_<component>_replicas): with dify_ha
+    at least two."""
     floor = 2 if s.ha else 0
-    return {
-        "api": max(s.api_replicas, floor),
-        "worker": max(s.worker_replicas, floor),
-        "web": max(s.web_replicas, floor),
-        "sandbox": max(s.sandbox_replicas, floor),
-        "nginx": max(s.nginx_replicas, floor),
-        "ssrf-proxy": max(s.ssrf_proxy_replicas, floor),
-    }
+    return {component: max(s.get(var), floor) for component, var in components.replica_variables().items()}
 
 
 def problems(s: Settings) -> list[str]:
@@ -75,11 +64,7 @@ def problems(s: Settings) -> list[str]:
         f"dify_image_tag '{s.image_tag}' is not a pinned image tag (like 1.11.4): the migration record and "
         "upgrades need a fixed version, and 'latest' is none.",
     )
-    counts = {
-        name: s.get(name)
-        for name in ("api_replicas", "worker_replicas", "web_replicas", "sandbox_replicas", "nginx_replicas",
-                     "ssrf_proxy_replicas")
-    }  # fmt: skip
+    counts = {name: s.get(name) for name in components.replica_variables().values()}
     check(
         all(value >= 0 for value in counts.values()),
         "Replica counts must not be negative: " + ", ".join(f"dify_{k}={v}" for k, v in counts.items()) + ".",
@@ -101,23 +86,9 @@ def problems(s: Settings) -> list[str]:
         "dify_files_storage is s3, so dify_s3_bucket and dify_s3_access_key/dify_s3_secret_key (or "
         "dify_s3_use_aws_managed_iam) are required.",
     )
-    check(
-        s.postgres_enabled or bool(s.db_host),
-        "dify_postgres_enabled is false, so dify_db_host (the external PostgreSQL server) is required.",
-    )
-    check(
-        s.postgres_enabled or bool(s.db_password),
-        "dify_postgres_enabled is false, so dify_db_password (the external server's password) is required.",
-    )
-    check(
-        s.redis_enabled or bool(s.redis_host),
-        "dify_redis_enabled is false, so dify_redis_host (the external Redis) is required.",
-    )
-    check(
-        s.weaviate_enabled or bool(re.match(r"^https?://", s.weaviate_endpoint or "")),
-        "dify_weaviate_enabled is false, so dify_weaviate_endpoint (http(s)://host:port of the external Weaviate) "
-        "is required.",
-    )
+    # What each component checks of its own variables (an external data service's address).
+    for component in components.ALL:
+        found += component.checks(s) if component.checks else []
     check(
         not s.public_url or bool(URL.match(s.public_url)),
         f"dify_public_url '{s.public_url}' must be empty or an http(s):// URL.",
@@ -135,10 +106,11 @@ def problems(s: Settings) -> list[str]:
         "dify_network_policy_extra_egress entries need a cidr (like {cidr: 10.20.0.5/32, ports: [5432]}), "
         f"got {extra}.",
     )
-    bad = [c for c in s.network_policy_internet_egress if c not in INTERNET_CAPABLE]
+    capable = components.internet_capable()  # never the sandbox
+    bad = [c for c in s.network_policy_internet_egress if c not in capable]
     check(
         not bad,
-        f"dify_network_policy_internet_egress may name {', '.join(INTERNET_CAPABLE)} (the sandbox never gets "
+        f"dify_network_policy_internet_egress may name {', '.join(capable)} (the sandbox never gets "
         f"direct internet access), not {bad}.",
     )
     for var in ("network_policy_ingress_cidrs", "network_policy_dns_cidrs"):
@@ -160,10 +132,11 @@ def problems(s: Settings) -> list[str]:
         + ", ".join(f"dify_{k}={v}" for k, v in sizes.items())
         + ".",
     )
-    unknown = sorted(set(s.resources) - set(RESOURCE_COMPONENTS))
+    known = components.resource_keys()
+    unknown = sorted(set(s.resources) - set(known))
     check(
         not unknown,
-        f"dify_resources has unknown components {unknown}; known: {sorted(RESOURCE_COMPONENTS)}.",
+        f"dify_resources has unknown components {unknown}; known: {sorted(known)}.",
     )
     check(
         not s.admin_email or bool(EMAIL.match(s.admin_email)),

@@ -1,0 +1,106 @@
+# Copyright: Dify CE Kubernetes maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nginx: where users come in (a LoadBalancer Service, or an Ingress in front of a ClusterIP one),
+with the routes of Dify's compose to api, web, the plugin daemon's endpoints and the websocket
+process (configs.nginx_conf)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import configs
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.base import (
+    DEPLOYMENT,
+    ON_REQUEST,
+    RESTRICTED,
+    Component,
+    Port,
+    Workload,
+    http,
+)
+
+
+def _nginx(c: Component, b: Any) -> Workload:
+    return c.workload(
+        b,
+        readiness=http("/healthz"),
+        liveness=http("/healthz", periodSeconds=30),
+        volumes=[
+            {"name": "config", "configMap": {"name": names.NGINX_CONFIG}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+        mounts=[
+            {"name": "config", "mountPath": "/etc/nginx/nginx.conf", "subPath": "nginx.conf"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        pod_security={"runAsUser": 101, "runAsGroup": 101, "runAsNonRoot": True},
+        security=dict(copy.deepcopy(RESTRICTED), readOnlyRootFilesystem=True),
+    )
+
+
+def config_map(b: Any) -> dict[str, Any]:
+    return b.config_map(names.NGINX_CONFIG, "nginx",
+                        {"nginx.conf": configs.nginx_conf(b.s, b.release.has("api-websocket"))})  # fmt: skip
+
+
+def service(b: Any) -> dict[str, Any]:
+    """The Service users reach: a LoadBalancer (MetalLB's pool and address as asked) or, behind an
+    Ingress, a ClusterIP one."""
+    s = b.s
+    annotations = dict(s.service_annotations)
+    if s.expose == "loadbalancer":
+        if s.loadbalancer_pool:
+            annotations["metallb.io/address-pool"] = s.loadbalancer_pool
+        if s.loadbalancer_ip:
+            annotations["metallb.io/loadBalancerIPs"] = s.loadbalancer_ip
+    return b.service(
+        "nginx",
+        [{"name": "http", "port": 80, "targetPort": "http"}],
+        "LoadBalancer" if s.expose == "loadbalancer" else "ClusterIP",
+        annotations,
+    )
+
+
+def ingress(b: Any) -> dict[str, Any]:
+    s = b.s
+    meta = b.meta(names.INGRESS, "nginx")
+    if s.ingress_annotations:
+        meta["annotations"] = dict(s.ingress_annotations)
+    spec: dict[str, Any] = {}
+    if s.ingress_class:
+        spec["ingressClassName"] = s.ingress_class
+    if s.ingress_tls_secret:
+        spec["tls"] = [{"hosts": [s.ingress_host], "secretName": s.ingress_tls_secret}]
+    spec["rules"] = [
+        {
+            "host": s.ingress_host,
+            "http": {
+                "paths": [
+                    {
+                        "path": "/",
+                        "pathType": "Prefix",
+                        "backend": {"service": {"name": names.workload("nginx"), "port": {"name": "http"}}},
+                    }
+                ]
+            },
+        }
+    ]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
+
+
+NGINX = Component(
+    name="nginx",
+    kind=DEPLOYMENT,
+    pod=_nginx,
+    image="nginx",
+    uses=("api", "web", "plugin-daemon", "api-websocket"),
+    # nginx-unprivileged listens on 8080; users reach it there (dify_network_policy_ingress_cidrs).
+    ports=(Port("http", 8080),),
+    default_resources={"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+    replicas="nginx_replicas",
+    schema_independent=True,
+    internet=ON_REQUEST,
+    exposed=True,
+)
