@@ -14,7 +14,7 @@ PYTEST_WORKERS ?= 2
 CLUSTER := tests/cluster/cluster.sh
 
 .PHONY: help setup cluster-binaries cluster-modules cluster-up cluster-down demo test lint sanity \
-	units integration programs molecule bench clean
+	units integration faults programs molecule bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ cluster-down: ## Stop the local control plane (only its own processes)
 demo: setup ## Local cluster + site.yml, then what was deployed
 	@tests/demo.sh $(ARGS)
 
-test: lint sanity units integration programs molecule ## Everything CI runs
+test: lint sanity units integration faults programs molecule ## Everything CI runs
 
 lint: setup ## ruff, ansible-lint (production profile), shellcheck of the scripts
 	ruff check .
@@ -58,6 +58,11 @@ units: setup ## Unit tests (no cluster, seconds)
 
 integration: setup cluster-binaries ## Tests against the local control plane
 	pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/integration
+
+faults: setup cluster-binaries ## Every entry point interrupted at its task boundaries, then run again (docs/reliability.md)
+	rm -rf tests/output/faults
+	pytest -q -n $(PYTEST_WORKERS) --dist load -m faults tests/faults
+	python tests/faults/summary.py
 
 programs: setup cluster-binaries ## squid, nginx, PostgreSQL, Redis run for real with the rendered configuration
 	pytest -q -m programs tests/programs

@@ -14,6 +14,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import
     job_problems,
     job_spec,
 )
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.lock import heartbeat
 from ansible_collections.dify_ce.kubernetes.plugins.plugin_utils.action import DifyAction
 
 
@@ -25,5 +26,6 @@ class ActionModule(DifyAction):
         problems = job_problems(params)
         if problems:
             raise InputError("invalid options: " + "; ".join(problems), problems=problems)
-        runner = JobRunner(KubeJobApi(self.kube()), job_spec(params))
+        kube = self.kube()
+        runner = JobRunner(KubeJobApi(kube), job_spec(params), heartbeat=heartbeat(kube, params, self.check_mode))
         return runner.check() if self.check_mode else runner.run()

@@ -14,6 +14,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import
     migrate_problems,
     migrate_spec,
 )
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.lock import heartbeat
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import KubeMigrationApi, MigrationRunner
 from ansible_collections.dify_ce.kubernetes.plugins.plugin_utils.action import DifyAction
 
@@ -26,7 +27,10 @@ class ActionModule(DifyAction):
         problems = migrate_problems(params)
         if problems:
             raise InputError("invalid options: " + "; ".join(problems), problems=problems)
-        runner = MigrationRunner(KubeMigrationApi(self.kube()), migrate_spec(params))
+        kube = self.kube()
+        runner = MigrationRunner(
+            KubeMigrationApi(kube), migrate_spec(params), heartbeat=heartbeat(kube, params, self.check_mode)
+        )
         result = runner.check() if self.check_mode else runner.run()
         if not self._task.diff:
             result.pop("diff", None)

@@ -203,8 +203,11 @@ class Applier:
     """Apply one batch: prune, then apply what differs, then wait for workloads."""
 
     def __init__(self, api: ApplyApi, field_manager: str, force: bool = True, check_mode: bool = False,
-                 monotonic: Callable[[], float] = time.monotonic, concurrency: int = CONCURRENCY) -> None:  # fmt: skip
+                 monotonic: Callable[[], float] = time.monotonic, concurrency: int = CONCURRENCY,
+                 heartbeat: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.api = api
+        # Called while waiting (renews the run's lock, lock.Heartbeat).
+        self.heartbeat = heartbeat or (lambda: None)
         self.field_manager = field_manager
         self.force = force
         self.check_mode = check_mode
@@ -362,12 +365,17 @@ class Applier:
     ) -> dict[str, dict[str, Any]]:
         """Until ``done`` holds for every name (list, then watch from exactly there)."""
         api_version, kind, namespace = key
+
+        def all_done(objs: dict[str, dict[str, Any]]) -> bool:
+            self.heartbeat()
+            return all(done(n, objs.get(n)) for n in names_)
+
         ok, current = wait_until(
             self.api,
             api_version,
             kind,
             namespace,
-            lambda objs: all(done(n, objs.get(n)) for n in names_),
+            all_done,
             max(deadline - self.monotonic(), 0.0),
             monotonic=self.monotonic,
         )
@@ -436,7 +444,10 @@ def read_all(api: ApplyApi, reads: list[dict[str, Any]]) -> dict[str, dict[str, 
 
 def apply_with(kube: Any, params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """dify_apply's work from its validated options (the module and the action plugin share it)."""
-    applier = Applier(kube, params["field_manager"], params["force_conflicts"], check_mode)
+    from ansible_collections.dify_ce.kubernetes.plugins.module_utils.lock import heartbeat
+
+    applier = Applier(kube, params["field_manager"], params["force_conflicts"], check_mode,
+                      heartbeat=heartbeat(kube, params, check_mode))  # fmt: skip
     outcome = applier.run(
         params["definitions"],
         wait=params["wait"],

@@ -9,6 +9,44 @@ from typing import Any
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 
+# The run's lock, renewed while a module waits (lock.Heartbeat); set by the role.
+LOCK_OPTION: dict[str, dict[str, Any]] = {
+    "lock": {"type": "dict", "options": {"namespace": {"type": "str"}, "holder": {"type": "str"}}},
+}
+
+READ_OPTIONS = {
+    "id": {"type": "str", "required": True},
+    "api_version": {"type": "str", "required": True},
+    "kind": {"type": "str", "required": True},
+    "name": {"type": "str"},
+    "namespace": {"type": "str"},
+    "label_selector": {"type": "str"},
+}
+
+LOCK_ARG_SPEC: dict[str, dict[str, Any]] = {
+    "namespace": {"type": "str", "required": True},
+    "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
+    "wait": {"type": "int", "default": 0},
+    "holder": {"type": "str"},
+    "details": {"type": "dict", "default": {}},
+    "namespace_definition": {"type": "dict"},
+    "basis_reads": {"type": "list", "elements": "dict", "default": [], "options": READ_OPTIONS},
+    "basis": {"type": "str"},
+}
+
+RECORD_ARG_SPEC: dict[str, dict[str, Any]] = {
+    "namespace": {"type": "str", "required": True},
+    "kind": {
+        "type": "str",
+        "required": True,
+        "choices": ["migration", "backups", "provider-setup", "adoption", "operation"],
+    },
+    "data": {"type": "dict", "default": {}},
+    "replace": {"type": "bool", "default": False},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    **LOCK_OPTION,
+}
+
 APPLY_ARG_SPEC: dict[str, dict[str, Any]] = {
     "definitions": {"type": "list", "elements": "dict", "required": True},
     "field_manager": {"type": "str", "default": names.FIELD_MANAGER},
@@ -27,6 +65,7 @@ APPLY_ARG_SPEC: dict[str, dict[str, Any]] = {
     },
     "prune_selector": {"type": "str"},
     "prune_namespace": {"type": "str"},
+    **LOCK_OPTION,
 }
 APPLY_REQUIRED_TOGETHER = [("prune_selector", "prune_namespace")]
 
@@ -35,14 +74,7 @@ READS_ARG_SPEC: dict[str, dict[str, Any]] = {
         "type": "list",
         "elements": "dict",
         "required": True,
-        "options": {
-            "id": {"type": "str", "required": True},
-            "api_version": {"type": "str", "required": True},
-            "kind": {"type": "str", "required": True},
-            "name": {"type": "str"},
-            "namespace": {"type": "str"},
-            "label_selector": {"type": "str"},
-        },
+        "options": READ_OPTIONS,
     },
 }
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Protocol
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import Conflict, JobFailed
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.k8s import Informer, Kube, selector_string
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.records import parse_report
 
 # Waiting reasons after which a container will not start without someone changing something;
 # waiting for the timeout would only hide the cause.
@@ -42,6 +43,10 @@ FATAL_WAITING_REASONS = frozenset(
 )
 
 _TAG_OR_DIGEST = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+
+
+# How long a wait for the Job's events may last before the runner looks again (and renews the lock).
+HEARTBEAT = 15.0
 
 
 class AlreadyExists(Exception):
@@ -543,11 +548,14 @@ class JobRunner:
         spec: JobSpec,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.api = api
         self.spec = spec
         self.clock = clock
         self.monotonic = monotonic
+        # Called while following the Job (renews the run's lock, lock.Heartbeat).
+        self.heartbeat = heartbeat or (lambda: None)
 
     # -- planning ------------------------------------------------------------
     def existing(self, state: JobState) -> Decision | None:
@@ -651,11 +659,13 @@ class JobRunner:
         events = self.api.follow(spec.namespace, job)
         try:
             while True:
+                self.heartbeat()
                 outcome = job_outcome(current) or pod_outcome(current, pods)
                 if outcome is not None:
                     return self._finish(current, pods, outcome, started)
                 now = self.monotonic()
-                wake = deadline - now
+                # Woken at least every HEARTBEAT seconds, to renew the run's lock.
+                wake = min(deadline - now, HEARTBEAT)
                 for name, pod in pods.items():
                     problem = pod_problem(pod)
                     if problem:
@@ -733,6 +743,8 @@ class JobRunner:
             "finished_at": (pod_termination(pod) or {}).get("finishedAt"),
             "duration_seconds": round(self.monotonic() - started, 3),
             "logs": tail(log_text, self.spec.log_lines),
+            # What the Job says it did (its DIFY_REPORT line), read from the whole output.
+            "report": parse_report(log_text),
         }
         result.update(self.parse(log_text))
         return result
@@ -788,4 +800,5 @@ class JobRunner:
             "exit_code": None,
             "duration_seconds": None,
             "logs": [],
+            "report": None,
         }

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.args import LOCK_OPTION
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobSpec, image_problem, pod_template
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import CONTAINER_NAME, DEFAULT_COMMAND
 
@@ -47,6 +48,7 @@ JOB_ARG_SPEC: dict[str, dict[str, Any]] = {
     "wait": {"type": "bool", "default": True},
     "delete_on_timeout": {"type": "bool", "default": False},
     "log_lines": {"type": "int", "default": 50},
+    **LOCK_OPTION,
 }
 REQUIRED_ONE_OF = [("image", "pod_template")]
 

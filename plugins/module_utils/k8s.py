@@ -57,6 +57,7 @@ KNOWN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),
     ("storage.k8s.io/v1", "CSIDriver"): ("csidrivers", False),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
+    ("coordination.k8s.io/v1", "Lease"): ("leases", True),
 }
 
 # A watch request ends on the server after this long and is re-established: short enough that

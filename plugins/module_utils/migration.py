@@ -16,7 +16,6 @@ import time
 from typing import Any, Protocol
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import Conflict, DifyError, NotFound
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import (
     Decision,
     JobApi,
@@ -26,6 +25,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import (
     KubeJobApi,
     existing_job,
 )
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.records import Records
 
 DEFAULT_COMMAND = ["flask", "db", "upgrade"]
 CONTAINER_NAME = names.JobContainer.MIGRATE
@@ -60,7 +60,7 @@ def parse_applied_revisions(log_text: str) -> list[dict[str, str | None]]:
 class RecordApi(Protocol):
     def read_record(self, namespace: str, name: str) -> dict[str, str] | None: ...
 
-    def write_record(self, namespace: str, name: str, data: dict[str, str], labels: dict[str, str]) -> None: ...
+    def write_record(self, namespace: str, name: str, data: dict[str, str]) -> None: ...
 
 
 class MigrationApi(JobApi, RecordApi, Protocol):
@@ -68,28 +68,15 @@ class MigrationApi(JobApi, RecordApi, Protocol):
 
 
 class KubeMigrationApi(KubeJobApi):
-    """MigrationApi over the collection's client layer."""
+    """MigrationApi over the collection's client layer; the record is written as every record is
+    (records.py)."""
 
     def read_record(self, namespace: str, name: str) -> dict[str, str] | None:
         cm = self.kube.get("v1", "ConfigMap", name, namespace)
         return None if cm is None else cm.get("data") or {}
 
-    def write_record(self, namespace: str, name: str, data: dict[str, str], labels: dict[str, str]) -> None:
-        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace,
-                "labels": labels}, "data": data}  # fmt: skip
-        for _attempt in range(3):
-            current = self.kube.get("v1", "ConfigMap", name, namespace)
-            try:
-                if current is None:
-                    body["metadata"].pop("resourceVersion", None)
-                    self.kube.create(body)
-                else:
-                    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                    self.kube.replace(body)
-                return
-            except (Conflict, NotFound):
-                continue  # someone wrote in between: read again
-        raise DifyError(f"could not write the migration record ConfigMap {namespace}/{name}: it kept conflicting")
+    def write_record(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        Records(self.kube, namespace).write("migration", data, replace=True, name=name)
 
 
 def record_data(spec: JobSpec, job: dict[str, Any], result: dict[str, Any], completed_at: str) -> dict[str, str]:
@@ -195,7 +182,7 @@ class MigrationRunner(JobRunner):
             or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
         )
         new_record = record_data(self.spec, job, result, completed_at)
-        self.api.write_record(self.spec.namespace, self.record_name, new_record, names.labels(self.spec.component))
+        self.api.write_record(self.spec.namespace, self.record_name, new_record)
         result["record"] = record_view(new_record)
         result["diff"] = _diff(record, new_record)
         result["changed"] = bool(result["applied_revisions"]) or (record or {}).get("job_uid") != new_record["job_uid"]

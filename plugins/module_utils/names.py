@@ -14,6 +14,9 @@ APPLIED_HASH = ANNOTATION_PREFIX + "applied-hash"
 CONFIG_HASH = ANNOTATION_PREFIX + "config-hash"
 # The image a Job runs (the record compares it).
 JOB_IMAGE = ANNOTATION_PREFIX + "image"
+# Every record (migration, backups, provider setup, adoption, the operation under way) carries it,
+# and no prune selects it (records.py).
+RECORD_LABEL = ANNOTATION_PREFIX + "record"
 # The hash of the pod a Job runs: a Job started with another pod (a fixed pull secret, other
 # resources) is replaced, never attached to.
 JOB_POD_HASH = ANNOTATION_PREFIX + "pod-hash"
@@ -71,6 +74,8 @@ BACKUP_JOB = "dify-db-backup"
 # The backups made before upgrades (name -> from, to, time, files), data instead of file names.
 BACKUP_RECORD = "dify-backups"
 RESTORE_JOB = "dify-db-restore"
+# Checks both dumps of the backup before a restore stops anything.
+RESTORE_CHECK_JOB = "dify-db-restore-check"
 # The copy of Weaviate's volume before its image changes (in dify-backups, under weaviate/).
 WEAVIATE_BACKUP_JOB = "dify-weaviate-backup"
 STATUS_JOB = "dify-status-probe"
@@ -84,6 +89,10 @@ PROVIDER_SETUP_RECORD = "dify-provider-setup"
 ADOPTION_RECORD = "dify-adoption"
 ADOPT_SOURCE_SECRET = "dify-adopt-source"
 ADOPT_DB_JOB = "dify-adopt-db"
+# A multi-step operation under way (a restore): what it is about to do and what ran before it.
+OPERATION_RECORD = "dify-operation"
+# The Lease of the run that works on the namespace (lock.py).
+LOCK = "dify-lock"
 ADOPT_DB = "adopt-db"
 ADOPT_RECEIVE = "adopt-receive"
 ADOPT_SEND = "adopt-send"
@@ -110,6 +119,7 @@ class JobContainer:
     STATUS_PROBE = "status-probe"
     BACKUP = "backup"
     RESTORE = "restore"
+    RESTORE_CHECK = "restore-check"
     ROTATE_PASSWORD = "rotate-password"
     PROVIDER_SETUP = "provider-setup"
     WEAVIATE_BACKUP = "weaviate-backup"

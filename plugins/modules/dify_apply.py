@@ -32,6 +32,7 @@ description:
     never returned.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - dify_ce.kubernetes.lock_option
 options:
   definitions:
     description:

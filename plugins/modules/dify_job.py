@@ -21,6 +21,7 @@ description:
     C(kubernetes.core.k8s) with C(wait) would poll every 5 s and never see a failed Job.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - dify_ce.kubernetes.lock_option
   - dify_ce.kubernetes.job_options
 options:
   name:
@@ -118,6 +119,12 @@ logs:
   returned: always
   type: list
   elements: str
+report:
+  description:
+    - What the Job said it did - the JSON of the last line of its output that starts with C(DIFY_REPORT )
+      (read from the whole output, not only the last lines); null without one.
+  returned: when the Job ran
+  type: dict
 """
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobRunner, KubeJobApi  # noqa: E402
@@ -127,6 +134,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import
     job_problems,
     job_spec,
 )
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.lock import heartbeat  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.module import DifyModule  # noqa: E402
 
 # The options (also read by the action plugin of the same name).
@@ -141,7 +149,9 @@ class DifyJob(DifyModule):
         return job_spec(self.params)
 
     def execute(self) -> dict:
-        runner = JobRunner(KubeJobApi(self.kube), self.spec())
+        runner = JobRunner(
+            KubeJobApi(self.kube), self.spec(), heartbeat=heartbeat(self.kube, self.params, self.check_mode)
+        )
         return runner.check() if self.check_mode else runner.run()
 
 

@@ -31,6 +31,7 @@ description:
     skips and O(force=true) runs a new Job.
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - dify_ce.kubernetes.lock_option
   - dify_ce.kubernetes.job_options
 options:
   image:
@@ -175,6 +176,12 @@ record:
     - Keys image, job, job_uid, completed_at, duration_seconds, applied_revisions.
   returned: when the Job ran, was followed or skipped
   type: dict
+report:
+  description:
+    - What the Job said it did - the JSON of the last line of its output that starts with C(DIFY_REPORT )
+      (read from the whole output, not only the last lines); null without one.
+  returned: when the Job ran
+  type: dict
 """
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import (  # noqa: E402
@@ -183,6 +190,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import
     migrate_problems,
     migrate_spec,
 )
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.lock import heartbeat  # noqa: E402
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import (  # noqa: E402
     KubeMigrationApi,
     MigrationRunner,
@@ -202,7 +210,9 @@ class DifyMigrate(DifyModule):
         return migrate_spec(self.params)
 
     def execute(self) -> dict:
-        runner = MigrationRunner(KubeMigrationApi(self.kube), self.spec())
+        runner = MigrationRunner(
+            KubeMigrationApi(self.kube), self.spec(), heartbeat=heartbeat(self.kube, self.params, self.check_mode)
+        )
         return runner.check() if self.check_mode else runner.run()
 
 

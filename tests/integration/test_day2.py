@@ -75,7 +75,7 @@ def test_status_reports_a_healthy_install_and_names_what_breaks(cluster, namespa
 def test_status_reports_a_probe_that_finds_no_schema(cluster, namespace, ansible, pod_logs):
     assert ansible("site.yml", {"dify_namespace": namespace}).rc == 0
     found = pod_logs(
-        'DIFY_STATUS {"tables": 0, "alembic_revision": null, "plugin_daemon": {"error": "Connection refused"}}'
+        'DIFY_REPORT {"tables": 0, "alembic_revision": null, "plugin_daemon": {"error": "Connection refused"}}'
     )
     run = ansible("playbooks/status.yml", {"dify_namespace": namespace, "dify_tools_pod_annotations": found})
     assert run.rc != 0
@@ -156,7 +156,7 @@ def test_restore_stops_writers_restores_and_runs_the_backups_version(cluster, na
     assert env["BACKUP"] == backup
     # The writers were stopped (to 0 replicas) before the restore started ...
     stopped = run.result("Stop everything that writes to the database")["results"]
-    assert [r["item"] for r in stopped] == ["api", "worker", "beat", "plugin-daemon"]
+    assert [r["item"] for r in stopped] == ["dify-api", "dify-beat", "dify-plugin-daemon", "dify-worker"]
     assert all(r["result"]["spec"]["replicas"] == 0 for r in stopped)
     # ... and the version of the backup (from its record, not its name) runs afterwards, migrated again.
     api = cluster.get("deployment", "dify-api", namespace)

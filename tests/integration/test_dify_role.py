@@ -187,7 +187,10 @@ def test_uninstall_keeps_data_and_credentials_for_the_next_install(cluster, name
     assert back.result("Migrate the database schema")["decision"] == "skip"
     assert "Migration: skip" in back.result("Dify is installed")["msg"][1]
 
-    purge = ansible("playbooks/uninstall.yml", {"dify_namespace": namespace, "dify_purge_data": True})
+    unconfirmed = ansible("playbooks/uninstall.yml", {"dify_namespace": namespace, "dify_purge_data": True})
+    assert unconfirmed.rc != 0 and cluster.get("secret", "dify-credentials", namespace) is not None
+    purge = ansible("playbooks/uninstall.yml", {"dify_namespace": namespace, "dify_purge_data": True,
+                                                "dify_purge_confirm": namespace})  # fmt: skip
     assert purge.rc == 0, purge.stdout[-3000:]
     assert cluster.get("pvc", namespace=namespace)["items"] == []
     assert cluster.get("secret", "dify-credentials", namespace) is None

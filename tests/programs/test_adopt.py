@@ -19,6 +19,8 @@ import yaml
 from cluster_fixtures import ADOPTION_FIXTURES, Cluster, install_adoption_source, run_playbook
 from runner import Container, Objects, PodNetwork, Volumes, tree
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.records import parse_report
+
 ROWS = 500
 SOURCE_STORAGE = {"files": "dify-api-storage", "plugins": "dify-plugin-storage"}
 
@@ -141,7 +143,8 @@ def test_the_database_job_copies_both_databases(adoption):
     job = run_job(adoption, adoption["target"], "dify-adopt-db", "dify-adopt-db-abcde")
     assert job.wait(300) == 0, job.output
     env = adoption["target"].objects.config_map("dify-shared-env")
-    assert f"COPIED dify -> {env['DB_DATABASE']}, dify_plugin -> {env['DB_PLUGIN_DATABASE']}" in job.stdout.text
+    assert f"copied dify -> {env['DB_DATABASE']}, dify_plugin -> {env['DB_PLUGIN_DATABASE']}" in job.stdout.text
+    assert parse_report(job.stdout.text) == {"copied": "databases"}
     after = {db: fingerprint(adoption, "target", env[var], tables[db])
              for db, var in (("dify", "DB_DATABASE"), ("dify_plugin", "DB_PLUGIN_DATABASE"))}  # fmt: skip
     assert after == before and before["dify"][0] == ROWS
@@ -169,7 +172,8 @@ def test_a_volume_is_streamed_into_the_new_one_with_owners_and_modes(adoption, w
     sender = run_job(adoption, source, f"dify-adopt-send-{what}", f"send-{what}-abcde")
     assert sender.wait(120) == 0, sender.output
     assert receiver.wait(120) == 0, receiver.output
-    assert f"RECEIVED {len(before)}" in receiver.stdout.text
+    assert parse_report(receiver.stdout.text) == {"received": len(before)}
+    assert parse_report(sender.stdout.text) == {"sent": len(os.listdir(claim))}
     target_claim = target.objects.get("Job", f"dify-adopt-receive-{what}")["spec"]["template"]["spec"]["volumes"][0]
     assert tree(target.volumes.claims[target_claim["persistentVolumeClaim"]["claimName"]]) == before
     assert tree(claim) == before, "the source volume was changed"

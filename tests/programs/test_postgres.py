@@ -18,6 +18,8 @@ import psycopg2
 import pytest
 from runner import Container, Objects, PodNetwork, StandIn, Volumes, proc_status
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.records import parse_report
+
 SAMPLE_ROWS = 1000
 REVISION = "2b6ac9c8b1f7"  # any Alembic revision id; the probe must report what the table holds
 
@@ -143,8 +145,10 @@ def test_the_backup_job_dumps_both_databases(db: Database):
     db.install.playbook("site.yml", dify_image_tag="1.11.5")
     backup = db.run_job(db.install.job("dify-db-backup"), "dify-db-backup-abcde")
     assert backup.proc.returncode == 0, backup.output
-    name = next(line.split(" ", 1)[1] for line in backup.stdout.lines if line.startswith("BACKUP "))
+    report = parse_report(backup.stdout.text)
+    name = report["backup"]
     assert re.fullmatch(r"dify_1\.11\.4_to_1\.11\.5_\d{8}T\d{6}Z", name), name
+    assert report["removed"] == []
     files = sorted(p.name for p in db.volumes.claims["dify-backups"].iterdir())
     assert files == [f"{name}.dify.dump", f"{name}.dify_plugin.dump"]
     for f in db.volumes.claims["dify-backups"].iterdir():
@@ -167,7 +171,7 @@ def test_the_restore_job_restores_into_an_emptied_database(db: Database):
                         dify_restore_image_tag="1.11.4")  # fmt: skip
     restore = db.run_job(db.install.job("dify-db-restore"), "dify-db-restore-abcde")
     assert restore.proc.returncode == 0, restore.output
-    assert f"RESTORED {name}" in restore.stdout.text
+    assert parse_report(restore.stdout.text) == {"restored": name}
     assert fingerprint(db) == db.facts["before"]
     assert db.query("select version_num from alembic_version") == [(REVISION,)]
 
@@ -187,7 +191,7 @@ def test_the_status_probe_reports_the_tables_and_the_alembic_revision(db: Databa
     finally:
         plugin_daemon.close()
     assert probe.proc.returncode == 0, probe.output
-    line = next(line for line in probe.stdout.lines if line.startswith("DIFY_STATUS "))
+    line = next(line for line in probe.stdout.lines if line.startswith("DIFY_REPORT "))
     report = json.loads(line.split(" ", 1)[1])
     tables = db.query("select count(*) from pg_tables where schemaname = 'public'")[0][0]
     assert report["tables"] == tables >= 2

@@ -22,6 +22,8 @@ import yaml
 from cluster_fixtures import Cluster, run_playbook
 from runner import Container, Objects, PodNetwork, Volumes, apply_fs_group, tree
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.records import parse_report
+
 WEAVIATE_CLAIM = "data-dify-weaviate-0"
 
 
@@ -91,8 +93,8 @@ def test_the_copy_holds_every_file_with_its_owner_mode_and_bytes_and_leaves_the_
     before = tree(data)
     copy = run(copy_job, volumes, tmp_path)
     assert copy.proc.returncode == 0, copy.output
-    names = re.findall(r"^WEAVIATE_BACKUP (weaviate_1\.27\.0_\d{8}T\d{6}Z)$", copy.stdout.text, re.MULTILINE)
-    assert len(names) == 1, copy.output
+    names = [parse_report(copy.stdout.text)["copy"]]
+    assert re.fullmatch(r"weaviate_1\.27\.0_\d{8}T\d{6}Z", names[0]), copy.output
     archive = backups / "weaviate" / f"{names[0]}.tar.gz"
     assert archive.is_file()
     assert [p.name for p in (backups / "weaviate").iterdir()] == [archive.name], "no partial copy left"
@@ -117,7 +119,7 @@ def test_only_the_newest_copies_are_kept(copy_job, volumes, tmp_path):
         old.append(path.name)
     copy = run(copy_job, volumes, tmp_path)
     assert copy.proc.returncode == 0, copy.output
-    assert "REMOVED weaviate_1.26.0_20260101T000000Z" in copy.stdout.text
+    assert parse_report(copy.stdout.text)["removed"] == ["weaviate_1.26.0_20260101T000000Z"]
     kept = sorted(p.name for p in (backups / "weaviate").iterdir())
     assert len(kept) == 5 and old[0] not in kept and set(old[1:]) <= set(kept)
 
@@ -128,5 +130,5 @@ def test_a_copy_that_fails_stops_the_job_and_leaves_no_partial_archive(copy_job,
     copy = run(copy_job, volumes, tmp_path)
     assert copy.proc.returncode != 0, copy.output
     assert "Permission denied" in copy.output
-    assert "WEAVIATE_BACKUP" not in copy.stdout.text
+    assert parse_report(copy.stdout.text) is None
     assert list((volumes.claims["dify-backups"] / "weaviate").iterdir()) == []

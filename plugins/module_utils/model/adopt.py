@@ -418,7 +418,23 @@ def plan(s: Any, found: dict[str, Any], releases: dict[str, Any], target_stored:
             f"Nothing was changed. dify_adopt_force copies again over the data of {s.namespace}: set "
             f"dify_adopt_confirm to the source namespace ({source.namespace}) to confirm."
         )
-    if record and not s.adopt_force:
+    holds = [what for read_id, what in (("migration_record", "a migration record"), ("deployments", "Deployments"))
+             if (found.get(read_id) or {}).get("resources")]  # fmt: skip
+    if not record and holds and not s.adopt_force:
+        # The record was deleted (by hand) but Dify runs here already: copying again would write over
+        # its live data.
+        raise InputError(
+            f"Nothing was changed. dify_namespace {s.namespace} holds an installation ({', '.join(holds)}) but no "
+            f"adoption record ({names.ADOPTION_RECORD}): copying {source.namespace} again would replace its data. "
+            f"To do that on purpose, set dify_adopt_force and dify_adopt_confirm={source.namespace}."
+        )
+    if record and record.get("state") == "copying" and not s.adopt_force:
+        # A copy cut short (the record is written before copying, "copied" once the data is all
+        # here and before anything uses it): nothing used the copied data yet, copy again.
+        copy = ["database"] + [what for what in ("files", "plugins", "weaviate") if getattr(source, what)]
+        notices.append(f"The copy from {record.get('source')} started at {record.get('started')} was cut short: "
+                       "it is made again (nothing used the new data yet).")  # fmt: skip
+    elif record and not s.adopt_force:
         copy: list[str] = []
         notices.append(
             f"Already adopted from {record.get('source')} at {record.get('time')} (ConfigMap "

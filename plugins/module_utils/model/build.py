@@ -15,7 +15,7 @@ import re
 import time
 from typing import Any, Callable
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils import migration, names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import lock, migration, names, records
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import DifyError, InputError, JobFailed
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import job_state
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import migrate_spec_of
@@ -34,8 +34,8 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings 
 ENTRY_POINTS = ("main", "manifests", "migrate_only", "status", "restore", "uninstall", "adopt")
 
 # What uninstall removes, in this order: every object of these kinds carrying our labels. Volumes,
-# Secrets and the records that describe the data (migration, provider setup, backups) stay.
-RECORD_COMPONENTS = (names.MIGRATION, names.PROVIDER_SETUP, "backups")
+# Secrets and the records that describe the data (records.py: migration, backups, provider setup,
+# adoption, the operation under way) stay.
 UNINSTALL_KINDS = [
     {"api_version": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"},
     {"api_version": "policy/v1", "kind": "PodDisruptionBudget"},
@@ -45,7 +45,7 @@ UNINSTALL_KINDS = [
     {"api_version": "v1", "kind": "Service"},
     {"api_version": "batch/v1", "kind": "Job"},
     {"api_version": "v1", "kind": "ConfigMap",
-     "label_selector": f"{names.LABEL_COMPONENT} notin ({','.join(RECORD_COMPONENTS)})"},
+     "label_selector": records.NOT_A_RECORD},
     # Last: the policies protect the pods until they are gone.
     {"api_version": "networking.k8s.io/v1", "kind": "NetworkPolicy"},
 ]  # fmt: skip
@@ -54,6 +54,7 @@ PURGE_KINDS = [
     {"api_version": "v1", "kind": "PersistentVolumeClaim"},
     {"api_version": "v1", "kind": "Secret"},
     {"api_version": "v1", "kind": "ConfigMap"},
+    {"api_version": "coordination.k8s.io/v1", "kind": "Lease"},
 ]
 
 ReadFn = Callable[[list[dict[str, Any]]], dict[str, dict[str, list[dict[str, Any]]]]]
@@ -103,8 +104,15 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
                 ("pods", "v1", "Pod"),
             )
         ]  # fmt: skip
-        found.append(read("adoption_record", "ConfigMap", names.ADOPTION_RECORD))
     if entry_point in ("main", "manifests", "migrate_only", "adopt"):
+        # The records of the data and a rotation of the database password under way (its Secret
+        # holds the new password until the Secret dify-credentials does).
+        found += [
+            read("adoption_record", "ConfigMap", names.ADOPTION_RECORD),
+            read("rotation_pending", "Secret", names.ROTATION_SECRET),
+            # Left behind by an adoption whose controller died during the copy.
+            read("adopt_source_secret", "Secret", names.ADOPT_SOURCE_SECRET),
+        ]
         # What runs now: the plan of an upgrade (components added and removed, images changed),
         # and the Weaviate the upgrade starts from.
         found += [
@@ -126,8 +134,15 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
     if entry_point in ("status", "restore"):
         found.append(read("backup_record", "ConfigMap", names.BACKUP_RECORD))
     if entry_point == "restore":
-        # The Weaviate that runs: the release restored to must be able to open its data.
-        found.append(read("statefulsets", "StatefulSet", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR))
+        # The Weaviate that runs: the release restored to must be able to open its data; what writes
+        # to the database, with the replicas it runs (scaled back to them afterwards).
+        found += [
+            read("statefulsets", "StatefulSet", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR),
+            read("deployments", "Deployment", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR),
+        ]
+    if entry_point in ("main", "migrate_only", "restore", "adopt"):
+        # A restore under way (or cut short): what ran before it stopped the writers.
+        found.append(read("operation", "ConfigMap", names.OPERATION_RECORD))
     if entry_point == "status":
         found += [
             read("deployments", "Deployment", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR),
@@ -166,6 +181,12 @@ def prepare(
     if entry_point == "uninstall":
         if not inputs.DNS_LABEL.match(s.namespace):
             raise InputError(f"dify_namespace '{s.namespace}' is not a valid namespace name (lowercase DNS label).")
+        if s.purge_data and s.get("purge_confirm", "") != s.namespace:
+            raise InputError(
+                f"Nothing was changed. dify_purge_data deletes every volume, the credentials, the backups and the "
+                f"records of {s.namespace}: nothing can be restored afterwards. Set dify_purge_confirm to the "
+                f"namespace ({s.namespace}) to confirm."
+            )
         kinds = copy.deepcopy(UNINSTALL_KINDS) + (copy.deepcopy(PURGE_KINDS) if s.purge_data else [])
         selector = f"{names.MANAGED_SELECTOR},{names.LABEL_NAME}={names.APP}"
         return {"changed": False, "entry_point": entry_point, "uninstall": {"prune_kinds": kinds, "selector": selector}}
@@ -175,8 +196,9 @@ def prepare(
     inputs.validate(s)
     if entry_point == "adopt" and not s.adopt_namespace:
         raise InputError("Nothing was changed. dify_adopt_namespace (the namespace of the running Dify) is required.")
+    asked = reads(s, entry_point)
     try:
-        found = read(reads(s, entry_point))
+        found = read(asked)
     except DifyError as exc:
         raise type(exc)(f"Nothing was changed: {exc}", **exc.details) from exc
     adoption = None
@@ -216,7 +238,13 @@ def prepare(
             )
     live = dict(running, weaviate=weaviate_live) if weaviate_live else running
     # (A restore runs another release afterwards: it checks that release's Weaviate itself.)
-    release = catalog.resolve(s, releases or {}, record, {} if entry_point == "restore" else live, backups)
+    # No downgrade below what the data is at, even when its record was deleted: then the api that runs says.
+    # After a restore the data is at the restored release (the api Deployment still names the newer one).
+    operation = (_first(found, "operation") or {}).get("data") or {}
+    restored = operation.get("version") if operation.get("state") in ("restoring", "restored") else ""
+    api_image = "" if restored else _running_api_image(found)
+    at = record if (record or {}).get("image") else ({"image": api_image} if api_image else None)
+    release = catalog.resolve(s, releases or {}, at, {} if entry_point == "restore" else live, backups)
     image_of = images(s, release)
     if weaviate_notice and weaviate_live != image_of.get("weaviate"):
         release.notices.append(weaviate_notice)
@@ -225,6 +253,8 @@ def prepare(
         stored,
         stored_provider,
         db_volume_exists=_first(found, "db_volume") is not None,
+        evidence=evidence(found),
+        pending_rotation=(credentials.decode(_first(found, "rotation_pending")) or {}).get("NEW_PASSWORD", ""),
         entry_point=entry_point,
         new_secret=new_secret,
         new_admin_password=new_admin_password,
@@ -233,7 +263,8 @@ def prepare(
     )
     if adoption is not None:
         adopt.check_postgres(adoption.source, image_of["postgres"])
-    previous = (record or {}).get("image", "")
+    # The release the data is at: the record's, else (a record deleted by hand) the api's that runs.
+    previous = (record or {}).get("image", "") or api_image
     builder = Builder(
         s,
         image_of,
@@ -260,6 +291,14 @@ def prepare(
     if weaviate_from and weaviate_from != image_of.get("weaviate"):
         model["weaviate_backup"] = weaviate.backup(builder, weaviate_from, model)
 
+    if operation.get("state") == "restoring" and entry_point != "restore":
+        raise InputError(
+            f"Nothing was changed. A restore of {operation.get('backup')} was cut short (record "
+            f"{names.OPERATION_RECORD}, started {operation.get('started')}): the database may be half restored and "
+            f"Dify stays stopped. Run playbooks/restore.yml again with dify_restore_backup={operation.get('backup')} "
+            f"and dify_restore_confirm={s.namespace} to finish it."
+        )
+
     # What the phases will do: the migration's decision, as the module will take it again.
     try:
         decision = migration.decide(
@@ -270,6 +309,10 @@ def prepare(
     except JobFailed as exc:
         raise JobFailed(f"Nothing was changed: {exc}", **exc.details) from exc
     migration_plan = decision.action
+    # A retry of an upgrade whose backup completed (its migration then failed) takes no second one:
+    # retries would push the good backups out (dify_backup_keep).
+    taken = _backup_of_this_upgrade(backups, catalog.tag_of(previous) if previous else "", s.image_tag,
+                                    (record or {}).get("completed_at", ""))  # fmt: skip
     reason = "forced re-run (dify_migration_force)" if s.migration_force else decision.reason
     plan: dict[str, Any] = {
         "migration": migration_plan,
@@ -277,18 +320,49 @@ def prepare(
         "migration_record": record_view(record),
         # Only an upgrade of existing data gets a backup (a first install has nothing to lose), and
         # only before a new migration Job (one that ran for this image may have changed the data).
-        "backup": bool(s.backup_enabled and migration_plan == "run" and previous),
+        "backup": bool(
+            s.backup_enabled
+            and migration_plan == "run"
+            and previous
+            and not taken
+            and (catalog.tag_of(previous) != s.image_tag or s.migration_force)
+        ),
         "backup_from": previous.rsplit(":", 1)[-1] if previous else "",
         "backup_to": s.image_tag,
         "backup_name": builder.backup_name,
         "rotate_db_password": creds.rotate_db_password,
+        # Short-lived Secrets to remove once Secret dify-credentials is written: the rotation's (its
+        # password is in dify-credentials then), and a copy's source password an adoption left behind.
+        "remove_secrets": [
+            name
+            for name, leftover in (
+                (names.ROTATION_SECRET, creds.rotate_db_password or _first(found, "rotation_pending") is not None),
+                (
+                    names.ADOPT_SOURCE_SECRET,
+                    entry_point != "adopt" and _first(found, "adopt_source_secret") is not None,
+                ),
+            )
+            if leftover
+        ],
         "provider_setup": False,
         "weaviate_steps": [catalog.tag_of(image) for image in release.weaviate_steps],
+        # After a restore: the autoscaled Deployments it stopped, back to the replicas they ran
+        # (their spec has none, an autoscaler does nothing at 0); the others follow their spec.
+        "scale_back": {
+            name: replicas
+            for name, replicas in records.decode_json(operation.get("replicas"), {}).items()
+            if name in {names.workload(c) for c in builder.autoscaled}
+        }
+        if operation.get("state") == "restored" and entry_point == "main"
+        else {},
+        "restore_done": operation.get("state") == "restored" and entry_point == "main",
         "weaviate_backup": "weaviate_backup" in model,
         "weaviate_backup_of": catalog.tag_of(weaviate_from) if "weaviate_backup" in model else "",
         "weaviate_backup_name": builder.weaviate_backup_name(weaviate_from) if "weaviate_backup" in model else "",
         "changes": changes(running, model),
-        "notices": creds.notices + release.notices,
+        "notices": creds.notices
+        + release.notices
+        + ([f"The backup of this upgrade was taken already ({taken}); it is not taken again."] if taken else []),
     }
     if builder.provider_setup:
         fingerprint = creds.provider_fingerprint(s)
@@ -299,6 +373,11 @@ def prepare(
     result: dict[str, Any] = {
         "changed": False,
         "entry_point": entry_point,
+        # What this run decided on: taken again under the lock (dify_lock), a change means prepare again.
+        "basis": {
+            "reads": [r for r in asked if r["id"] in BASIS],
+            "hash": lock.basis_of({k: v for k, v in found.items() if k in BASIS}),
+        },
         "release": {
             "version": release.version,
             "line": release.line,
@@ -324,6 +403,7 @@ def prepare(
     if entry_point == "restore":
         result["restore"] = restore_plan(s, _backups(_first(found, "backup_record")), running.get("weaviate", ""),
                                          releases or {})  # fmt: skip
+        result["restore"].update(restore_writers(found, operation))
     if adoption is not None:
         result["adopt"] = adopt.model(adoption, builder, model)
         plan["notices"] += adoption.notices
@@ -331,6 +411,17 @@ def prepare(
 
 
 BACKUP_NAME = re.compile(r"^dify_[^_/]+_to_[^_/]+_[0-9]{8}T[0-9]{6}Z$")
+
+
+def restore_writers(found: dict[str, Any], operation: dict[str, str]) -> dict[str, Any]:
+    """What a restore stops: every Deployment of a component that uses the database, and the
+    replicas each ran (those a restore cut short recorded before it stopped them)."""
+    clients = {names.workload(c) for c in components.data_clients()}
+    deployments = [o for o in (found.get("deployments") or {}).get("resources") or []
+                   if o["metadata"]["name"] in clients]  # fmt: skip
+    running = {o["metadata"]["name"]: int((o.get("spec") or {}).get("replicas", 1)) for o in deployments}
+    recorded = records.decode_json(operation.get("replicas"), {}) if operation.get("operation") == "restore" else {}
+    return {"writers": sorted(running), "replicas": dict(running, **recorded), "resumed": bool(recorded)}
 
 
 def check_restore_request(s: Settings) -> None:
@@ -406,6 +497,34 @@ def changes(running: dict[str, str], model: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# The reads that hold what a run decides on (credentials, records): not the workloads, whose status
+# changes all the time.
+BASIS = ("credentials", "user_credentials", "provider_keys", "migration_record", "backup_record", "provider_record",
+         "adoption_record", "rotation_pending")  # fmt: skip
+
+
+def evidence(found: dict[str, Any]) -> list[str]:
+    """What shows that this namespace holds (or held) an installation: its credentials must then
+    never be generated anew."""
+    out = []
+    for read_id, what in (("migration_record", f"the migration record {names.MIGRATION_RECORD}"),
+                          ("db_volume", "the database volume"), ("adoption_record", "the adoption record"),
+                          ("backup_record", "the backup record"), ("deployments", "Dify's Deployments")):  # fmt: skip
+        if (found.get(read_id) or {}).get("resources"):
+            out.append(what)
+    return out
+
+
+def _backup_of_this_upgrade(backups: dict[str, Any], from_tag: str, to_tag: str, migrated_at: str) -> str:
+    """A recorded backup of this very upgrade, taken after the data was last migrated ('' if none)."""
+    stamp = re.sub(r"[^0-9]", "", migrated_at)[:14]
+    for name, entry in sorted(backups.items(), reverse=True):
+        taken = re.sub(r"[^0-9]", "", str(entry.get("time", "")))[:14]
+        if from_tag and entry.get("from") == from_tag and entry.get("to") == to_tag and taken >= stamp:
+            return name
+    return ""
+
+
 def _running_api_image(found: dict[str, Any]) -> str:
     for obj in (found.get("deployments") or {}).get("resources") or []:
         if obj["metadata"]["name"] == names.workload("api"):
@@ -435,6 +554,8 @@ def _names() -> dict[str, str]:
         "backups_pvc": names.BACKUPS_PVC,
         "weaviate_backup_job": names.WEAVIATE_BACKUP_JOB,
         "restore_job": names.RESTORE_JOB,
+        "restore_check_job": names.RESTORE_CHECK_JOB,
+        "operation_record": names.OPERATION_RECORD,
         "status_job": names.STATUS_JOB,
         "rotation_job": names.ROTATION_JOB,
         "rotation_secret": names.ROTATION_SECRET,
@@ -476,7 +597,7 @@ def build(b: Builder) -> dict[str, Any]:
             {
                 "api_version": "v1",
                 "kind": "ConfigMap",
-                "label_selector": f"{names.LABEL_COMPONENT} notin ({','.join(RECORD_COMPONENTS)})",
+                "label_selector": records.NOT_A_RECORD,
             },
         ],
         # A bundled data service switched to an external one: its StatefulSet and Service go (its

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, Settings
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, REDIS, Settings
 
 # Secret key <- variable. Keys that components must share are one key each: equal by construction.
 CREDENTIAL_VARIABLES = {
@@ -38,6 +38,8 @@ AGENT_CREDENTIAL_VARIABLES = {
     "AGENT_SANDBOX_AUTH_TOKEN": "agent_sandbox_token",
     "AGENT_SERVER_SECRET_KEY": "agent_server_secret_key",
 }
+# What data and sessions depend on: never generated while an installation exists (decide()).
+STATEFUL = {"SECRET_KEY": "secret_key", "DB_PASSWORD": "db_password", "REDIS_PASSWORD": "redis_password"}
 # What a Secret the user manages may hold: key (as in dify-credentials) <- the variable it stands for.
 USER_SECRET_KEYS = {
     **CREDENTIAL_VARIABLES,
@@ -123,9 +125,16 @@ def decide(
     new_admin_password: Callable[[], str] = random_admin_password,
     agent: bool = False,
     new_agent_key: Callable[[], str] = random_base64url,
+    evidence: list[str] | tuple[str, ...] = (),
+    pending_rotation: str = "",
 ) -> Credentials:
     """Every credential, from the variables and the Secrets read before (decoded). The agent's keys
-    are decided for releases that run the agent (and kept in the Secret from then on)."""
+    are decided for releases that run the agent (and kept in the Secret from then on).
+
+    ``evidence``: what shows that the namespace holds an installation (its records, its database
+    volume, its Deployments). Then the values that data and sessions depend on (SECRET_KEY, the
+    database and Redis passwords) are never generated: without the Secret they must be given.
+    ``pending_rotation``: the new database password of a rotation cut short (its Secret)."""
     stored = stored or {}
     stored_provider = stored_provider or {}
     writing = entry_point in WRITING_ENTRY_POINTS
@@ -146,14 +155,46 @@ def decide(
     if not writing:
         return creds
 
-    claim = names.statefulset_claim("postgres")
-    if creds.db_has_data and "DB_PASSWORD" not in stored:
+    lost = [f"dify_{var}" for key, var in STATEFUL.items() if key not in stored and not s.get(var)
+            and (key != "REDIS_PASSWORD" or s.bundled(REDIS))]  # fmt: skip
+    if evidence and lost:
         raise InputError(
-            f"The database volume {claim} exists but Secret {names.CREDENTIALS} does not: a new random "
-            "password would not match the data. Set dify_db_password to the password the database was "
-            "initialised with. Nothing was changed."
+            f"Nothing was changed. Secret {names.CREDENTIALS} is missing (deleted?), but namespace {s.namespace} holds "
+            f"an installation ({', '.join(evidence)}). New values would sign every user out, make what Dify encrypted "
+            "with SECRET_KEY unreadable and lock the pods out of existing data. Give back the values it ran with: "
+            f"{', '.join(lost)} (or dify_credentials_secret). The other keys, shared only between the pods this run "
+            "restarts, are made anew.",
+            missing=lost,
         )
-    db_changes = creds.db_has_data and bool(s.db_password) and s.db_password != stored.get("DB_PASSWORD")
+    if evidence and "SECRET_KEY" not in stored:
+        creds.notices.append(
+            f"Secret {names.CREDENTIALS} was missing: it is written again with the values given; the keys shared "
+            "only between Dify's own pods (plugin daemon, sandbox, Weaviate, agent) are new."
+        )
+    if pending_rotation and pending_rotation != stored.get("DB_PASSWORD"):
+        # A rotation was cut short: the database may have the new password already. Finish it: the
+        # rotation Job tries the new password first, and the Secret follows.
+        if s.db_password and s.db_password not in (pending_rotation, stored.get("DB_PASSWORD")):
+            raise InputError(
+                "Nothing was changed. A rotation of the database password to another value is under way "
+                f"(Secret {names.ROTATION_SECRET}): run site.yml with that one first (or without dify_db_password "
+                "to finish it), then rotate again."
+            )
+        if entry_point != "main":
+            raise InputError(
+                "Nothing was changed. A rotation of the database password was cut short (Secret "
+                f"{names.ROTATION_SECRET}): the database may have the new password already. Run site.yml to finish "
+                "it first."
+            )
+        if entry_point == "main":
+            values["DB_PASSWORD"] = pending_rotation
+            creds.rotate_db_password = True
+            creds.notices.append("A rotation of the database password was cut short: this run finishes it.")
+            s = s.with_values(db_password=pending_rotation, rotate_db_password=True)
+
+    claim = names.statefulset_claim("postgres")
+    db_changes = (creds.db_has_data and bool(s.db_password) and "DB_PASSWORD" in stored
+                  and s.db_password != stored["DB_PASSWORD"])  # fmt: skip
     if db_changes and not s.rotate_db_password:
         raise InputError(
             f"dify_db_password differs from the password in Secret {names.CREDENTIALS}, which the existing "

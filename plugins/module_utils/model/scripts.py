@@ -1,6 +1,7 @@
 # Copyright: Dify CE Kubernetes maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the day-2 Jobs run. Each prints one line the role reads back (BACKUP, RESTORED, ...)."""
+"""What the day-2 Jobs run. Each ends with its report, one line ``DIFY_REPORT {json}`` that the
+runner parses (records.parse_report); names the run chose are given to the Jobs, never read back."""
 
 from __future__ import annotations
 
@@ -11,21 +12,27 @@ from __future__ import annotations
 # never counts toward $KEEP. Keeps the newest $KEEP complete backups and says which it removed.
 BACKUP = """\
 base="/backups/$BACKUP_NAME"
+# Partial files of an earlier attempt (its Job was replaced) are never a backup.
+rm -f /backups/dify_*.partial
 trap 'rm -f "$base.dify.dump.partial" "$base.dify_plugin.dump.partial"' EXIT
 pg_dump -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" -Fc -f "$base.dify.dump.partial"
 pg_dump -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_PLUGIN_DATABASE" -Fc -f "$base.dify_plugin.dump.partial"
 mv "$base.dify_plugin.dump.partial" "$base.dify_plugin.dump"
 mv "$base.dify.dump.partial" "$base.dify.dump"
+echo "backup $BACKUP_NAME complete"
 # A plugin dump whose backup never completed (cut short between the two renames) goes.
 for plugin in /backups/dify_*.dify_plugin.dump; do
   if [ -e "$plugin" ] && [ ! -e "${plugin%.dify_plugin.dump}.dify.dump" ]; then rm -f "$plugin"; fi
 done
 # Keep the newest $KEEP complete backups.
-ls -1t /backups/dify_*.dify.dump | tail -n "+$((KEEP + 1))" | while read -r old; do
+removed=""
+for old in $(ls -1t /backups/dify_*.dify.dump | tail -n "+$((KEEP + 1))"); do
   rm -f "$old" "${old%.dify.dump}.dify_plugin.dump"
-  echo "REMOVED $(basename "${old%.dify.dump}")"
+  name=$(basename "${old%.dify.dump}")
+  echo "removed $name"
+  removed="$removed${removed:+, }\\"$name\\""
 done
-echo "BACKUP $BACKUP_NAME"
+echo "DIFY_REPORT {\\"backup\\": \\"$BACKUP_NAME\\", \\"removed\\": [$removed]}"
 """
 
 # Weaviate's volume (mounted read-only at /weaviate, Weaviate stopped) as one archive in
@@ -34,39 +41,68 @@ echo "BACKUP $BACKUP_NAME"
 # keeps the newest $KEEP.
 WEAVIATE_BACKUP = """\
 partial="/backups/weaviate/$NAME.tar.gz.partial"
-trap 'rm -f "$partial"' EXIT
 mkdir -p /backups/weaviate
+rm -f /backups/weaviate/*.partial
+trap 'rm -f "$partial"' EXIT
 tar -C /weaviate -czf "$partial" .
 mv "$partial" "/backups/weaviate/$NAME.tar.gz"
-ls -1t /backups/weaviate/weaviate_*.tar.gz | tail -n "+$((KEEP + 1))" | while read -r old; do
+echo "copy $NAME complete"
+removed=""
+for old in $(ls -1t /backups/weaviate/weaviate_*.tar.gz | tail -n "+$((KEEP + 1))"); do
   rm -f "$old"
-  echo "REMOVED $(basename "${old%.tar.gz}")"
+  name=$(basename "${old%.tar.gz}")
+  echo "removed $name"
+  removed="$removed${removed:+, }\\"$name\\""
 done
-echo "WEAVIATE_BACKUP $NAME"
+echo "DIFY_REPORT {\\"copy\\": \\"$NAME\\", \\"removed\\": [$removed]}"
 """
 
-# Both databases back from a backup; --clean --if-exists drops what the dump recreates.
+# Both databases back from a backup. First both dumps are checked (with CHECK_ONLY=1 nothing else
+# happens: the role checks before it stops anything). Each database is then restored into a clean
+# schema in one transaction: what a newer release added goes too (pg_restore --clean drops only
+# what is in the dump), and if anything fails the database is as it was.
 RESTORE = """\
 base="/backups/$BACKUP"
 for db in dify dify_plugin; do
   if [ ! -f "$base.$db.dump" ]; then
     echo "no backup $BACKUP.$db.dump; available:"; ls -1t /backups; exit 2
   fi
+  pg_restore --list "$base.$db.dump" >/dev/null
 done
-pg_restore -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" --clean --if-exists --no-owner \\
-  "$base.dify.dump"
-pg_restore -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_PLUGIN_DATABASE" --clean --if-exists --no-owner \\
-  "$base.dify_plugin.dump"
-echo "RESTORED $BACKUP"
+if [ "${CHECK_ONLY:-}" = 1 ]; then
+  echo "DIFY_REPORT {\\"checked\\": \\"$BACKUP\\"}"
+  exit 0
+fi
+restore() { # restore DATABASE DUMP, all or nothing: without COMMIT (or after an error) nothing changed
+  { echo 'BEGIN;'
+    echo 'DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;'
+    if pg_restore --no-owner --no-privileges -f - "$2"; then
+      echo 'COMMIT;'
+    else
+      echo "DO \\$\\$ BEGIN RAISE EXCEPTION 'pg_restore could not read $2'; END \\$\\$;"
+    fi
+  } | psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$1" -v ON_ERROR_STOP=1 -q
+}
+restore "$DB_DATABASE" "$base.dify.dump"
+restore "$DB_PLUGIN_DATABASE" "$base.dify_plugin.dump"
+echo "DIFY_REPORT {\\"restored\\": \\"$BACKUP\\"}"
 """
 
 # ALTER USER with the old password (PGPASSWORD, still in the Secret); psql variables (:"user",
-# :'new') quote the values, and the new password is never on a command line.
+# :'new') quote the values, and the new password is never on a command line. Idempotent: when the
+# new password works already (a run cut short after ALTER USER), there is nothing to change.
 ROTATE_DB_PASSWORD = """\
+if PGPASSWORD="$NEW_PASSWORD" psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" -tAc 'select 1' \\
+    >/dev/null 2>&1; then
+  echo "the password of $DB_USERNAME is the new one already"
+  echo 'DIFY_REPORT {"rotated": "already"}'
+  exit 0
+fi
 echo "ALTER USER :\\"user\\" PASSWORD :'new';" |
   psql -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" -v ON_ERROR_STOP=1 \\
     -v user="$DB_USERNAME" -v new="$NEW_PASSWORD"
 echo "password of $DB_USERNAME changed"
+echo 'DIFY_REPORT {"rotated": "now"}'
 """
 
 # The status probe, from a pod like the api's: tables, the Alembic revision, the plugin daemon.
@@ -93,7 +129,7 @@ try:
     out["plugin_daemon"] = {"status": resp.status, "body": resp.read(200).decode(errors="replace")}
 except Exception as exc:
     out["plugin_daemon"] = {"error": str(exc)}
-print("DIFY_STATUS " + json.dumps(out))
+print("DIFY_REPORT " + json.dumps(out))
 """
 
 # Adopting: both databases of the source, dumped and restored into the new PostgreSQL (the source
@@ -117,13 +153,14 @@ pg_restore -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_DATABASE" --cle
   --no-privileges "$base.dify.dump"
 pg_restore -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USERNAME" -d "$DB_PLUGIN_DATABASE" --clean --if-exists --no-owner \\
   --no-privileges "$base.dify_plugin.dump"
-echo "COPIED $SOURCE_DB -> $DB_DATABASE, $SOURCE_PLUGIN_DB -> $DB_PLUGIN_DATABASE"
+echo "copied $SOURCE_DB -> $DB_DATABASE, $SOURCE_PLUGIN_DB -> $DB_PLUGIN_DATABASE"
+echo 'DIFY_REPORT {"copied": "databases"}'
 """
 
 # Adopting a volume: the receiver (in the new namespace) unpacks one tar stream into its volume,
 # owners and modes kept; the sender (in the source namespace, read-only) streams the volume to it.
 ADOPT_RECEIVE = """\
-import os, socket, tarfile
+import json, os, socket, tarfile
 server = socket.create_server(("", 8000))
 server.settimeout(float(os.environ.get("ADOPT_TIMEOUT", "3600")))
 conn, _peer = server.accept()
@@ -133,11 +170,12 @@ with conn, conn.makefile("rb") as stream, tarfile.open(fileobj=stream, mode="r|"
     for member in archive:
         archive.extract(member, "/target", numeric_owner=True, **keep)
         count += 1
-print(f"RECEIVED {count}")
+print(f"received {count} entries")
+print("DIFY_REPORT " + json.dumps({"received": count}))
 """
 
 ADOPT_SEND = """\
-import os, socket, tarfile, time
+import json, os, socket, tarfile, time
 deadline = time.monotonic() + float(os.environ.get("ADOPT_TIMEOUT", "3600"))
 while True:
     try:
@@ -152,5 +190,6 @@ with sock, sock.makefile("wb") as stream, tarfile.open(fileobj=stream, mode="w|"
     for entry in sorted(os.listdir("/source")):
         archive.add(os.path.join("/source", entry), arcname=entry)
         count += 1
-print(f"SENT {count}")
+print(f"sent {count} entries")
+print("DIFY_REPORT " + json.dumps({"sent": count}))
 """

@@ -10,24 +10,18 @@ from typing import Any
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import job_outcome
 
-PROBE_PREFIX = "DIFY_STATUS "
-
 
 def _resources(reads: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return list((reads.get(key) or {}).get("resources") or [])
 
 
 def probe_result(probe: dict[str, Any] | None, check_mode: bool) -> dict[str, Any]:
-    """What the probe Job found: its JSON line, or why there is none."""
+    """What the probe Job found (its report), or why there is none."""
     if check_mode:
         return {"skipped": "check mode"}
     probe = probe or {}
-    lines = [line for line in probe.get("logs") or [] if line.startswith(PROBE_PREFIX)]
-    if lines:
-        try:
-            return json.loads(lines[0][len(PROBE_PREFIX) :])
-        except ValueError:
-            pass
+    if isinstance(probe.get("report"), dict):
+        return probe["report"]
     if probe.get("failed"):
         return {"error": probe.get("msg") or "the probe Job failed"}
     return {"error": "it printed no result; last lines: " + " | ".join((probe.get("logs") or [])[-3:])}

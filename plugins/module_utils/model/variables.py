@@ -107,6 +107,7 @@ class Variables:
     provider_setup_pod_annotations: dict[str, Any]
     migration_force: bool
     wait_timeout: int
+    lock_wait: int
     rotate_secret_key: bool
     network_policies: bool
     private_cidrs: list[str]
@@ -139,3 +140,4 @@ class Variables:
     adopt_confirm: str  # adopt only
     adopt_timeout: int  # adopt only
     purge_data: bool  # uninstall only
+    purge_confirm: str  # uninstall only

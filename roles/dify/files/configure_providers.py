@@ -315,7 +315,7 @@ def main(env: dict[str, str] | None = None, out: Callable[[str], None] = print) 
     except SetupError as error:
         say(f"ERROR: {error}")
         return 1
-    say("RESULT " + json.dumps(outcome, sort_keys=True))
+    say("DIFY_REPORT " + json.dumps(outcome, sort_keys=True))
     return 0
 
 

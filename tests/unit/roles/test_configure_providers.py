@@ -203,7 +203,7 @@ def run(url: str, **overrides: str) -> tuple[int, list[str]]:
 
 
 def result_of(lines: list[str]) -> dict[str, str]:
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    return json.loads(lines[-1].removeprefix("DIFY_REPORT "))
 
 
 def assert_no_secret(lines: list[str], *values: str) -> None:

@@ -51,6 +51,12 @@ class Jobs(BuilderBase):
                 env={"BACKUP": s.get("restore_backup", "")}, volumes=backups_volume, volume_mounts=backups_mount,
                 pod_annotations=s.tools_pod_annotations,
             ),
+            # The same, checking the backup's dumps only (before a restore stops anything).
+            "restore_check": pod_template(
+                tools, container_name=C.RESTORE_CHECK, command=["/bin/sh", "-ec"], args=[scripts.RESTORE],
+                env={"BACKUP": s.get("restore_backup", ""), "CHECK_ONLY": "1"}, volumes=backups_volume,
+                volume_mounts=backups_mount, pod_annotations=s.tools_pod_annotations,
+            ),
             "rotation": pod_template(
                 tools, container_name=C.ROTATE_PASSWORD, command=["/bin/sh", "-ec"],
                 args=[scripts.ROTATE_DB_PASSWORD], secret_env={"NEW_PASSWORD": (names.ROTATION_SECRET, "NEW_PASSWORD")},

@@ -438,7 +438,7 @@ class FakeApi:
     def read_record(self, namespace, name):
         return copy.deepcopy(self.record)
 
-    def write_record(self, namespace, name, data, labels):
+    def write_record(self, namespace, name, data):
         self.records_written.append(data)
         self.record = data
 

@@ -261,20 +261,6 @@ def test_adopting_a_job_that_applied_nothing_is_still_a_change_of_the_record():
     assert api.records_written[-1]["job_uid"] == done["metadata"]["uid"]
 
 
-def test_record_labels_are_the_migrations():
-    clock = FakeClock()
-    written: list = []
-
-    class Labels(FakeApi):
-        def write_record(self, namespace, name, data, labels):
-            written.append((namespace, name, labels))
-            super().write_record(namespace, name, data, labels)
-
-    api = Labels(clock, script=[pod_event("pod_succeeded.yaml"), job_event("job_complete.yaml")])
-    runner(api, clock).run()
-    assert written == [("dify", names.MIGRATION_RECORD, names.labels(names.MIGRATION))]
-
-
 def test_check_mode_reports_and_creates_nothing():
     clock = FakeClock()
     api = FakeApi(clock, record=RECORD, job=fixture("job_complete.yaml"))
@@ -349,28 +335,30 @@ def test_the_record_is_a_configmap_created_then_replaced_with_its_resource_versi
     kube = RecordKube()
     api = migration.KubeMigrationApi(kube)
     assert api.read_record("dify", "dify-db-migration") is None
-    api.write_record("dify", "dify-db-migration", {"image": IMAGE}, {"team": "ai"})
+    api.write_record("dify", "dify-db-migration", {"image": IMAGE})
     verb, body = kube.writes[-1]
     assert verb == "create"
+    # A record: the label no prune selects (records.py), next to the component's labels.
+    labels = dict(names.labels(names.MIGRATION), **{names.RECORD_LABEL: "migration"})
     assert body == {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": "dify-db-migration", "namespace": "dify", "labels": {"team": "ai"}},
+        "metadata": {"name": "dify-db-migration", "namespace": "dify", "labels": labels},
         "data": {"image": IMAGE},
     }
     assert api.read_record("dify", "dify-db-migration") == {"image": IMAGE}
-    api.write_record("dify", "dify-db-migration", {"image": "x:1"}, {})
+    api.write_record("dify", "dify-db-migration", {"image": "x:1"})
     verb, body = kube.writes[-1]
     assert verb == "replace" and body["metadata"]["resourceVersion"] == "2"
 
 
 def test_writing_the_record_retries_conflicts_and_then_gives_up():
-    kube = RecordKube(current={"metadata": {"name": "dify-db-migration", "resourceVersion": "1"}}, conflicts=2)
-    migration.KubeMigrationApi(kube).write_record("dify", "dify-db-migration", {"image": IMAGE}, {})
-    assert [verb for verb, _body in kube.writes] == ["replace", "replace", "replace"]
-    kube = RecordKube(current={"metadata": {"name": "dify-db-migration", "resourceVersion": "1"}}, conflicts=3)
-    with pytest.raises(DifyError, match="kept conflicting"):
-        migration.KubeMigrationApi(kube).write_record("dify", "dify-db-migration", {"image": IMAGE}, {})
+    kube = RecordKube(current={"metadata": {"name": "dify-db-migration", "resourceVersion": "1"}}, conflicts=4)
+    migration.KubeMigrationApi(kube).write_record("dify", "dify-db-migration", {"image": IMAGE})
+    assert [verb for verb, _body in kube.writes] == ["replace"] * 5
+    kube = RecordKube(current={"metadata": {"name": "dify-db-migration", "resourceVersion": "1"}}, conflicts=5)
+    with pytest.raises(DifyError, match="kept changing"):
+        migration.KubeMigrationApi(kube).write_record("dify", "dify-db-migration", {"image": IMAGE})
 
 
 def test_a_record_deleted_between_attempts_is_created_without_resource_version():
@@ -381,7 +369,7 @@ def test_a_record_deleted_between_attempts_is_created_without_resource_version()
             raise NotFound('configmaps "dify-db-migration" not found', status=404)
 
     kube = Vanishing(current={"metadata": {"name": "dify-db-migration", "resourceVersion": "1"}})
-    migration.KubeMigrationApi(kube).write_record("dify", "dify-db-migration", {"image": IMAGE}, {})
+    migration.KubeMigrationApi(kube).write_record("dify", "dify-db-migration", {"image": IMAGE})
     verb, body = kube.writes[-1]
     assert verb == "create"
     # The apiserver refuses a create that sets metadata.resourceVersion.

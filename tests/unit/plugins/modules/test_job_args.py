@@ -188,8 +188,9 @@ def test_dify_job_keeps_no_record_and_dify_migrate_does(mod, params, runner, mon
     used: list[str] = []
 
     class Runner:
-        def __init__(self, api, spec):
+        def __init__(self, api, spec, heartbeat=None):
             used.append(type(api).__name__)
+            assert heartbeat is not None and heartbeat.lock is None  # no lock option: renews nothing
 
         def run(self):
             return {"ran": True}

@@ -156,8 +156,12 @@ def test_the_new_install_carries_the_keys_over_and_plans_every_copy():
 
 def test_a_second_run_copies_nothing_unless_forced_with_the_source_named():
     pg16 = {"dify_postgres_image": "postgres:16-alpine"}
+    # The first run wrote the adoption record and the credentials of the new installation.
+    first = next(o for o in prepare_adoption("nkp", **pg16)["secrets"] if o["metadata"]["name"] == "dify-credentials")
+    credentials = {"kind": "Secret", "metadata": {"name": "dify-credentials"}, "data": first["data"]}
     record = {"adoption_record": {"resources": [{"kind": "ConfigMap", "metadata": {"name": "dify-adoption"},
-              "data": {"source": "dify", "time": "2026-12-01T10:00:00Z"}}]}}  # fmt: skip
+              "data": {"source": "dify", "time": "2026-12-01T10:00:00Z"}}]},
+              "credentials": {"resources": [credentials]}}  # fmt: skip
     assert prepare_adoption("nkp", record, **pg16)["adopt"]["to_copy"] == []
     with pytest.raises(InputError, match="dify_adopt_confirm"):
         prepare_adoption("nkp", record, dify_adopt_force=True, **pg16)

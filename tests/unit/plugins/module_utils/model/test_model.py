@@ -10,7 +10,7 @@ import pytest
 from cases import CASES, prepare, reader, releases
 from role_settings import params
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names, records
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError, JobFailed
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import JobSpec, build_job
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import CONTAINER_NAME, DEFAULT_COMMAND
@@ -98,7 +98,8 @@ def test_each_job_container_is_named_after_what_it_does():
     jobs = prepare("external")["jobs"]
     named = {job: pod["spec"]["containers"][0]["name"] for job, pod in jobs.items()}
     assert named == {"migration": "migrate", "status_probe": "status-probe", "backup": "backup", "restore": "restore",
-                     "rotation": "rotate-password", "provider_setup": "provider-setup"}  # fmt: skip
+                     "restore_check": "restore-check", "rotation": "rotate-password",
+                     "provider_setup": "provider-setup"}  # fmt: skip
     assert CONTAINER_NAME == "migrate"  # dify_migrate's own pod, without a template
     simulated = {f.stem for f in SIMULATED_OUTPUT.glob("*.log")}
     assert set(named.values()) <= simulated
@@ -139,10 +140,42 @@ def test_manifests_never_plan_a_rotation_and_keep_the_password_the_database_has(
     assert any("only site.yml" in n for n in model["plan"]["notices"])
 
 
-def test_a_database_volume_without_stored_credentials_is_refused():
-    spec = params(**{"dify_storage_class": "kwok-volume", "dify_files_storage_class": "kwok-files"})
-    with pytest.raises(InputError, match="exists but Secret dify-credentials does not"):
-        build.prepare(spec, "main", reader({"db_volume": True}), releases=releases())
+@pytest.mark.parametrize(
+    ("existing", "inventory", "missing"),
+    [
+        ({"db_volume": True}, {}, "dify_secret_key, dify_db_password, dify_redis_password"),
+        ({"migration_record": {"image": "langgenius/dify-api:1.17.1"}}, {},
+         "dify_secret_key, dify_db_password, dify_redis_password"),
+        ({"backup_record": {}},
+         {"dify_postgres_enabled": False, "dify_db_host": "db.example.com", "dify_db_password": "given"},
+         "dify_secret_key, dify_redis_password"),
+        ({"adoption_record": {"source": "dify"}}, {"dify_secret_key": "k" * 64},
+         "dify_db_password, dify_redis_password"),
+    ],
+)  # fmt: skip
+def test_credentials_are_never_made_anew_while_an_installation_exists(existing, inventory, missing):
+    spec = params(**{"dify_storage_class": "kwok-volume", "dify_files_storage_class": "kwok-files", **inventory})
+    with pytest.raises(InputError, match="Secret dify-credentials is missing") as refused:
+        build.prepare(spec, "main", reader(existing), releases=releases())
+    assert f"Give back the values it ran with: {missing} (" in str(refused.value)
+
+
+def test_credentials_given_back_are_taken_and_nothing_else_is_refused():
+    given = {"dify_secret_key": "k" * 64, "dify_db_password": "db-pass", "dify_redis_password": "redis-pass"}
+    spec = params(**{"dify_storage_class": "kwok-volume", "dify_files_storage_class": "kwok-files", **given})
+    model = build.prepare(spec, "main", reader({"db_volume": True, "migration_record": {"image": "x:1.17.1"}}),
+                          releases=releases(), new_secret=lambda: "n" * 64)  # fmt: skip
+    import base64
+
+    stored = {
+        k: base64.b64decode(v).decode() for k, v in objects(model)[("Secret", "dify-credentials")]["data"].items()
+    }
+    assert (stored["SECRET_KEY"], stored["DB_PASSWORD"], stored["REDIS_PASSWORD"]) == (
+        "k" * 64,
+        "db-pass",
+        "redis-pass",
+    )
+    assert any("Secret dify-credentials was missing" in n for n in model["plan"]["notices"])
 
 
 @pytest.mark.parametrize(
@@ -320,7 +353,8 @@ def test_the_prepare_step_reads_the_cluster_once():
     build.prepare(spec, "main", read, releases=releases())
     assert len(calls) == 1
     wanted = {"credentials", "migration_record", "migration_job", "migration_pods", "db_volume", "weaviate_volume",
-              "storage_classes", "deployments", "statefulsets", "backup_record"}  # fmt: skip
+              "storage_classes", "deployments", "statefulsets", "backup_record", "adoption_record",
+              "rotation_pending", "adopt_source_secret", "operation"}  # fmt: skip
     assert {r["id"] for r in calls[0]} == wanted
 
 
@@ -331,8 +365,12 @@ def test_uninstall_reads_nothing_and_keeps_data_unless_purged():
     assert "PersistentVolumeClaim" not in kinds and "Secret" not in kinds and kinds[-1] == "NetworkPolicy"
     configmaps = next(k for k in model["uninstall"]["prune_kinds"] if k["kind"] == "ConfigMap")
     assert "db-migration" in configmaps["label_selector"] and "notin" in configmaps["label_selector"]
-    purged = build.prepare(params("uninstall", dify_purge_data=True), "uninstall", lambda reads: {})
-    assert {"PersistentVolumeClaim", "Secret"} <= {k["kind"] for k in purged["uninstall"]["prune_kinds"]}
+    assert configmaps["label_selector"] == records.NOT_A_RECORD  # every record stays, the adoption's too
+    with pytest.raises(InputError, match="Set dify_purge_confirm to the namespace"):
+        build.prepare(params("uninstall", dify_purge_data=True), "uninstall", lambda reads: {})
+    purged = build.prepare(params("uninstall", dify_purge_data=True, dify_purge_confirm="dify"), "uninstall",
+                           lambda reads: {})  # fmt: skip
+    assert {"PersistentVolumeClaim", "Secret", "Lease"} <= {k["kind"] for k in purged["uninstall"]["prune_kinds"]}
 
 
 def test_restore_needs_a_recorded_backup_and_the_namespace_to_confirm():
