@@ -40,6 +40,15 @@ def is_address(value: object) -> bool:
     return True
 
 
+def is_port_or_range(value: object) -> bool:
+    """A TCP port (1-65535) or a range of them ("1025-65535"), as squid's port ACL takes them."""
+    parts = str(value).split("-")
+    if len(parts) > 2 or not all(p.isdigit() for p in parts):
+        return False
+    numbers = [int(p) for p in parts]
+    return all(1 <= n <= 65535 for n in numbers) and numbers == sorted(numbers)
+
+
 def replicas(s: Settings) -> dict[str, int]:
     """Replicas per Deployment that may run several (its dify_<component>_replicas): with dify_ha
     at least two."""
@@ -120,6 +129,12 @@ def problems(s: Settings) -> list[str]:
     check(
         not bad,
         f"dify_ssrf_proxy_denied_cidrs must be networks in CIDR notation (like 169.254.0.0/16), not {bad}.",
+    )
+    bad = [p for p in s.ssrf_proxy_allowed_ports if not is_port_or_range(p)]
+    check(
+        bool(s.ssrf_proxy_allowed_ports) and not bad,
+        "dify_ssrf_proxy_allowed_ports must list ports (1-65535) or ranges like 1025-65535"
+        + (f", not {bad}." if bad else "; it is empty (squid would refuse every destination)."),
     )
     sizes = {
         name: s.get(name)
