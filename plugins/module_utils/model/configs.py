@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
 
 # Routes of Dify's docker/nginx/conf.d/default.conf.template to the api.
@@ -106,8 +108,30 @@ SQUID_COMMAND = [
 ]
 
 
+def _denied_groups(s: Settings) -> list[tuple[str, list[str]]]:
+    """dify_ssrf_proxy_denied_cidrs as squid ACLs (name, ranges): squid ignores a range of an ACL
+    that contains another range of the same ACL ("is ignored to keep splay tree searching
+    predictable": Dify's ::/96 next to ::1/128), so a range that overlaps one already placed goes
+    into an ACL of its own, and every listed range is in effect."""
+    groups: list[list[str]] = []
+    for cidr in s.ssrf_proxy_denied_cidrs:
+        net = ipaddress.ip_network(cidr, strict=False)
+        for group in groups:
+            if not any(net.version == other.version and net.overlaps(other)
+                       for other in (ipaddress.ip_network(c, strict=False) for c in group)):  # fmt: skip
+                group.append(cidr)
+                break
+        else:
+            groups.append([cidr])
+    return [("denied_destinations" + (f"_{i + 1}" if i else ""), group) for i, group in enumerate(groups)]
+
+
 def _denied(s: Settings) -> str:
-    return "".join(f"acl denied_destinations dst {cidr}\n" for cidr in s.ssrf_proxy_denied_cidrs)
+    return "".join(f"acl {name} dst {cidr}\n" for name, group in _denied_groups(s) for cidr in group)
+
+
+def _deny(s: Settings) -> str:
+    return "".join(f"http_access deny {name}\n" for name, _group in _denied_groups(s))
 
 
 # Kubernetes Services are single-label names here (dify-sandbox, dify-api): the pod's resolver
@@ -136,7 +160,7 @@ def squid_conf(s: Settings, sandbox_port: bool = True) -> str:
     deny_rule = (
         "# Never towards the private and special ranges, cloud metadata among them\n"
         "# (dify_ssrf_proxy_denied_cidrs; Dify's template denies the same from 1.15).\n"
-        "http_access deny denied_destinations\n"
+        f"{_deny(s)}"
         if s.ssrf_proxy_denied_cidrs
         else ""
     )
@@ -222,7 +246,7 @@ def agent_squid_conf(s: Settings) -> str:
         "http_access allow to_dify_api api_port path_files\n"
         "http_access deny !Safe_ports\n"
         "http_access deny CONNECT !SSL_ports\n"
-        + ("http_access deny denied_destinations\n" if s.ssrf_proxy_denied_cidrs else "")
+        + _deny(s)
         + "# Clients: only the local sandbox reaches this proxy (NetworkPolicy).\n"
         "http_access allow all\n"
         "\n"

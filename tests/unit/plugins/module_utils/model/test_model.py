@@ -398,6 +398,7 @@ BAD = [
     ({"dify_loadbalancer_ip": "300.1.1.1"}, "dify_loadbalancer_ip"),
     ({"dify_public_url": "ftp://x"}, "dify_public_url"),
     ({"dify_ssrf_proxy_denied_cidrs": ["x"]}, "dify_ssrf_proxy_denied_cidrs"),
+    ({"dify_ssrf_proxy_denied_cidrs": ["::ffff:0:0/96"]}, "dify_ssrf_proxy_denied_cidrs must not list IPv4-mapped"),
     ({"dify_ssrf_proxy_allowed_ports": ["80", "http"]}, "dify_ssrf_proxy_allowed_ports must list ports"),
     ({"dify_ssrf_proxy_allowed_ports": ["65535-1025"]}, "dify_ssrf_proxy_allowed_ports must list ports"),
     ({"dify_ssrf_proxy_allowed_ports": []}, "dify_ssrf_proxy_allowed_ports must list ports"),
@@ -525,8 +526,10 @@ def test_squid_gets_difys_ports_unless_told_otherwise():
     for name in (names.SSRF_PROXY_CONFIG, names.AGENT_SSRF_PROXY_CONFIG):
         lines = config(strict, name, "squid.conf").splitlines()
         assert "acl Safe_ports port 80 443" in lines and "dns_defnames on" in lines
-        assert "acl denied_destinations dst ::ffff:0:0/96" not in lines
-        assert "acl denied_destinations dst 255.255.255.255/32" not in lines
+        assert not any("::ffff:0:0/96" in line or "255.255.255.255" in line for line in lines)
+        # ::/96 holds ::1/128 and ::/128: in one ACL squid would ignore it; it gets its own.
+        assert "acl denied_destinations_2 dst ::/96" in lines and "http_access deny denied_destinations_2" in lines
+        assert "acl denied_destinations dst ::1/128" in lines and "http_access deny denied_destinations" in lines
 
 
 def test_the_agents_local_sandbox_reaches_what_difys_compose_lets_it():
