@@ -26,17 +26,28 @@ def images(cluster: Cluster, namespace: str) -> dict[str, str]:
     return found
 
 
+def _v(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
 def expected(version: str) -> dict[str, str]:
     line = CATALOG["lines"][".".join(version.split(".")[:2])]
+    line_images = dict(line["images"])
+    for patch, changed in (line.get("patch_images") or {}).items():  # images a patch changed, from it on
+        if _v(version) >= _v(patch):
+            line_images.update(changed)
     want = {"dify-api": f"langgenius/dify-api:{version}", "dify-worker": f"langgenius/dify-api:{version}",
             "dify-beat": f"langgenius/dify-api:{version}", "dify-web": f"langgenius/dify-web:{version}",
-            "dify-sandbox": line["images"]["sandbox"], "dify-plugin-daemon": line["images"]["plugin_daemon"],
-            "dify-weaviate": line["images"]["weaviate"], "dify-postgres": CATALOG["common"]["images"]["postgres"],
+            "dify-sandbox": line_images["sandbox"], "dify-plugin-daemon": line_images["plugin_daemon"],
+            "dify-weaviate": line_images["weaviate"], "dify-postgres": CATALOG["common"]["images"]["postgres"],
             "dify-redis": CATALOG["common"]["images"]["redis"], "dify-nginx": CATALOG["common"]["images"]["nginx"],
             "dify-ssrf-proxy": CATALOG["common"]["images"]["ssrf_proxy"]}  # fmt: skip
+    since = (line.get("since") or {}).get("api-websocket", "0")
+    if "api-websocket" in line["components"] and _v(version) >= _v(since):
+        want["dify-api-websocket"] = f"langgenius/dify-api:{version}"
     if "agent-backend" in line["components"]:
-        want["dify-agent-backend"] = line["images"]["agent_backend"].replace("{version}", version)
-        want["dify-agent-local-sandbox"] = line["images"]["agent_local_sandbox"].replace("{version}", version)
+        want["dify-agent-backend"] = line_images["agent_backend"].replace("{version}", version)
+        want["dify-agent-local-sandbox"] = line_images["agent_local_sandbox"].replace("{version}", version)
         want["dify-agent-ssrf-proxy"] = CATALOG["common"]["images"]["ssrf_proxy"]
     return want
 
@@ -168,7 +179,7 @@ def test_a_restore_whose_weaviate_cannot_open_the_data_is_refused_before_anythin
     refused = ansible("playbooks/restore.yml", request)
     assert refused.rc != 0
     message = " ".join(r.get("msg", "") for r in refused.failed_results)
-    assert "Nothing was changed. Weaviate runs 1.39.0; Dify 1.16.1" in message, message
+    assert "Nothing was changed. Weaviate runs 1.39.2; Dify 1.16.1" in message, message
     assert "dify_restore_image_tag" in message and taken["weaviate"] in message
     assert versions(cluster, namespace) == before
     assert cluster.get("job", "dify-db-restore", namespace) is None
@@ -181,9 +192,8 @@ def test_a_restore_whose_weaviate_cannot_open_the_data_is_refused_before_anythin
 @pytest.mark.parametrize("version", SUPPORTED)
 def test_the_objects_of_every_catalogued_release_pass_strict_validation(cluster, namespace, ansible, tmp_path, version):
     out = tmp_path / "manifests"
-    extra = {"dify_collaboration": True} if version >= "1.14" else {}
     run = ansible("playbooks/manifests.yml", {"dify_namespace": namespace, "dify_manifests_dir": str(out),
-                                              "dify_image_tag": version, **extra})  # fmt: skip
+                                              "dify_image_tag": version})  # fmt: skip
     assert run.rc == 0, run.stdout[-3000:]
     for f in sorted(out.glob("*.yaml")):
         result = cluster.kubectl("create", "--dry-run=server", "--validate=strict", "-f", str(f), check=False)

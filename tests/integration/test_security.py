@@ -16,7 +16,7 @@ METADATA = ipaddress.ip_address("169.254.169.254")
 INTERNET = ipaddress.ip_address("8.8.8.8")
 # Components whose pods meet the restricted Pod Security Standard; the others need baseline.
 RESTRICTED = {"api", "worker", "beat", "web", "nginx", "postgres", "redis", "weaviate", "agent-backend",
-              "agent-local-sandbox"}  # fmt: skip
+              "agent-local-sandbox", "api-websocket"}  # fmt: skip
 BASELINE_ONLY = {"sandbox", "ssrf-proxy", "plugin-daemon", "agent-ssrf-proxy"}
 
 
@@ -57,6 +57,22 @@ def reaches_ip(report: list[dict], src: str, namespace: str, ip) -> list[dict]:
     return hits
 
 
+def reaches(report: list[dict], namespace: str, src: str, dst: str, port: int) -> bool:
+    """Whether src's pods may open TCP connections to dst's on port."""
+    for conn in flows(report, src, namespace):
+        if conn["dst"].startswith(workload(dst, namespace) + "["):
+            if conn["conn"] == "All Connections":
+                return True
+            for part in conn["conn"].split(","):
+                proto, _space, ports = part.strip().partition(" ")
+                if proto == "TCP" and any(
+                    p == str(port) or ("-" in p and int(p.split("-")[0]) <= port <= int(p.split("-")[1]))
+                    for p in ports.split(",")
+                ):
+                    return True
+    return False
+
+
 def test_network_policies_isolate_like_compose_networks(cluster, namespace, ansible, tmp_path):
     out = tmp_path / "manifests"
     objects = render(ansible, namespace, out)
@@ -64,18 +80,7 @@ def test_network_policies_isolate_like_compose_networks(cluster, namespace, ansi
     report = connectivity(cluster, out)
 
     def tcp(src: str, dst: str, port: int) -> bool:
-        for conn in flows(report, src, namespace):
-            if conn["dst"].startswith(workload(dst, namespace) + "["):
-                if conn["conn"] == "All Connections":
-                    return True
-                for part in conn["conn"].split(","):
-                    proto, _space, ports = part.strip().partition(" ")
-                    if proto == "TCP" and any(
-                        p == str(port) or ("-" in p and int(p.split("-")[0]) <= port <= int(p.split("-")[1]))
-                        for p in ports.split(",")
-                    ):
-                        return True
-        return False
+        return reaches(report, namespace, src, dst, port)
 
     # The flows the issue names; each assertion flips if a policy changes the wrong way.
     assert reaches_ip(report, "sandbox", namespace, INTERNET) == [], "sandbox must not reach the internet"
@@ -109,6 +114,24 @@ def test_network_policies_isolate_like_compose_networks(cluster, namespace, ansi
     assert [c["dst"].split("[")[0] for c in anyone] == [workload("nginx", namespace)], (
         "only nginx is reachable from outside"
     )
+
+
+def test_the_agents_local_sandbox_of_1_16_0_reaches_what_difys_compose_lets_it(cluster, namespace, ansible, tmp_path):
+    """1.16.0 has no agent SSRF proxy: its compose puts the local sandbox on the default network, from
+    where it calls the agent stub, the api's /files and the internet. Those, and nothing else."""
+    out = tmp_path / "manifests"
+    render(ansible, namespace, out, dify_image_tag="1.16.0")
+    report = connectivity(cluster, out)
+    assert reaches(report, namespace, "agent-local-sandbox", "agent-backend", 5050)
+    assert reaches(report, namespace, "agent-local-sandbox", "api", 5001)
+    assert reaches_ip(report, "agent-local-sandbox", namespace, INTERNET), "1.16.0: the internet directly"
+    assert reaches_ip(report, "agent-local-sandbox", namespace, METADATA) == []
+    assert reaches_ip(report, "agent-local-sandbox", namespace, ipaddress.ip_address("10.96.0.1")) == []
+    for dst, port in (("postgres", 5432), ("redis", 6379), ("ssrf-proxy", 3128), ("sandbox", 8194)):
+        assert not reaches(report, namespace, "agent-local-sandbox", dst, port), dst
+    # The SSRF proxy has no sandbox port any more (1.15.0 dropped it).
+    assert not reaches(report, namespace, "api", "ssrf-proxy", 8194)
+    assert reaches(report, namespace, "api", "sandbox", 8194)
 
 
 def test_pod_security_baseline_admits_every_pod_and_rejects_a_privileged_one(cluster, namespace, ansible, tmp_path):

@@ -91,6 +91,34 @@ def objects(install: Installation) -> Objects:
     return install.objects
 
 
+@pytest.fixture(scope="session")
+def manifests(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory):
+    """The objects site.yml would apply for a Dify release (tasks_from: manifests, the role's
+    defaults otherwise), rendered once per release in a namespace of their own: what a test of
+    another release than the installation's runs."""
+    rendered: dict[str, Objects] = {}
+    made: list[str] = []
+
+    def of(version: str) -> Objects:
+        if version not in rendered:
+            namespace = _new_namespace(cluster, f"manifests-{version.replace('.', '-')}")
+            made.append(namespace)
+            out = tmp_path_factory.mktemp(f"manifests-{version}")
+            run = run_playbook(
+                cluster,
+                "playbooks/manifests.yml",
+                {"dify_namespace": namespace, "dify_manifests_dir": str(out), "dify_image_tag": version},
+            )
+            assert run.rc == 0, run.stdout[-3000:]
+            rendered[version] = Objects.load(out)
+        return rendered[version]
+
+    yield of
+    if not os.environ.get("DIFY_CE_KEEP_NAMESPACES"):
+        for namespace in made:
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
 @pytest.fixture
 def network(tmp_path: Path):
     net = PodNetwork(tmp_path / "network")

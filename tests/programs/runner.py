@@ -77,6 +77,11 @@ class Objects:
     def plus(self, *docs: dict[str, Any]) -> Objects:
         return Objects([*self.docs, *docs])
 
+    def replacing(self, doc: dict[str, Any]) -> Objects:
+        """These objects with one of them (same kind and name) replaced by ``doc``."""
+        key = (doc["kind"], doc["metadata"]["name"])
+        return Objects([doc if (d.get("kind"), d.get("metadata", {}).get("name")) == key else d for d in self.docs])
+
     def get(self, kind: str, name: str) -> dict[str, Any]:
         for doc in self.docs:
             if doc.get("kind") == kind and doc.get("metadata", {}).get("name") == name:
@@ -402,6 +407,69 @@ class PodNetwork:
             pod.holder.wait()
         self._hub.kill()
         self._hub.wait()
+
+
+class ClusterDNS:
+    """The cluster's DNS (CoreDNS) as a pod of the network: it answers A queries for
+    ``<service>.<namespace>.svc.<domain>`` (the Services given) and for absolute names given
+    (``records``), with NXDOMAIN for every other name and no record for other types. Containers
+    started afterwards get the resolv.conf the kubelet writes for a pod (ClusterFirst): this
+    server, the search list ``<namespace>.svc.<domain> svc.<domain> <domain>``, ``ndots:5``.
+    Give it the Services instead of PodNetwork.service, so that only DNS knows their names (the
+    kubelet's /etc/hosts has the pod's own name only)."""
+
+    def __init__(self, network: PodNetwork, namespace: str, services: dict[str, Pod],
+                 records: dict[str, str] | None = None, domain: str = "cluster.local"):  # fmt: skip
+        self.pod = network.pod("kube-dns")
+        self.answers = {f"{name}.{namespace}.svc.{domain}": pod.ip for name, pod in services.items()}
+        self.answers.update({name.rstrip("."): ip for name, ip in (records or {}).items()})
+        self.queries: list[str] = []
+        with self.pod.entered():
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((self.pod.ip, 53))
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        network.resolv_conf.write_text(
+            f"nameserver {self.pod.ip}\nsearch {namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n"
+        )
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                query, client = self.sock.recvfrom(4096)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            with contextlib.suppress(Exception):
+                self.sock.sendto(self._answer(query), client)
+
+    def _answer(self, query: bytes) -> bytes:
+        labels, at = [], 12
+        while query[at]:
+            labels.append(query[at + 1 : at + 1 + query[at]].decode().lower())
+            at += 1 + query[at]
+        qtype = int.from_bytes(query[at + 1 : at + 3], "big")
+        question = query[12 : at + 5]
+        name = ".".join(labels)
+        self.queries.append(name)
+        ip = self.answers.get(name)
+        rcode = 0 if ip else 3  # NXDOMAIN for names it does not know
+        answers = b""
+        if ip and qtype == 1:
+            answers = b"\xc0\x0c" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big") + (5).to_bytes(4, "big")
+            answers += (4).to_bytes(2, "big") + socket.inet_aton(ip)
+        flags = 0x8180 | rcode  # a response, recursion desired and available
+        header = query[:2] + flags.to_bytes(2, "big") + (1).to_bytes(2, "big")
+        header += (1 if answers else 0).to_bytes(2, "big") + b"\x00\x00\x00\x00"
+        return header + question + answers
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+        self.thread.join(timeout=2)
 
 
 # ----------------------------------------------------------------------------- volumes

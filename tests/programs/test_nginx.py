@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
-from runner import Container, StandIn, descendants, http_request, proc_status, wait_for_port
+import yaml
+from runner import Container, StandIn, Volumes, descendants, http_request, proc_status, wait_for_port
 
 HOST = "dify.example.com"
 # Route -> upstream, as Dify's docker/nginx/conf.d/default.conf.template has them.
@@ -111,3 +113,55 @@ def test_a_large_upload_passes_whole(nginx, network):
     assert code == 200
     seen = upstreams["api"].requests[-1]
     assert seen.body_size == len(body) and seen.body_sha256 == hashlib.sha256(body).hexdigest()
+
+
+# --------------------------------------------------------------------------- every release line
+# Dify's routes per release line, as its template has them (roles/dify/files/contract/<line>.yml,
+# nginx.routes): the nginx of each line's release, rendered by the role, must send each of them to
+# the right upstream (/socket.io/ from 1.14 with the upgrade headers, /openapi from 1.15).
+CONTRACT = Path(__file__).resolve().parents[2] / "roles" / "dify" / "files" / "contract"
+LINES = sorted((p.stem for p in CONTRACT.glob("1.*.yml")), key=lambda s: tuple(map(int, s.split("."))))
+# Compose's host names -> the stand-ins (and the Service names dify-<name>).
+UPSTREAMS = {"api": "api", "web": "web", "plugin_daemon": "plugin-daemon", "api_websocket": "api-websocket"}
+PORTS = {"api": 5001, "web": 3000, "plugin-daemon": 5002, "api-websocket": 5001}
+
+
+def a_path_under(location: str) -> str:
+    return location + ("socket" if location.endswith("/") else "/socket") if location != "/" else "/"
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_nginx_of_every_release_line_routes_every_path_difys_template_routes(
+    line, manifests, network, tmp_path, containers
+):
+    contract = yaml.safe_load((CONTRACT / f"{line}.yml").read_text())
+    objects = manifests(contract["release"])
+    routes = {r["location"]: UPSTREAMS[r["upstream"].split(":")[0]] for r in contract["nginx"]["routes"]}
+    upstreams = {name: StandIn(network.pod(f"dify-{name}-0"), PORTS[name], name) for name in set(routes.values())}
+    for name in upstreams:
+        network.service(f"dify-{name}", network.pods[f"dify-{name}-0"])
+    try:
+        pod = network.pod("dify-nginx-0")
+        container = Container.of(objects, "Deployment", "dify-nginx", pod, Volumes(tmp_path / "volumes", objects))
+        containers.append(container.start())
+        wait_for_port(pod, 8080, container)
+        client = network.pod("browser")
+        for location, upstream in routes.items():
+            path = a_path_under(location)
+            headers = {"Host": HOST}
+            if location == "/socket.io/":
+                headers.update(Upgrade="websocket", Connection="Upgrade")
+            code, _h, body = http_request(client, f"http://{pod.ip}:8080{path}", headers=headers)
+            assert code == 200, (line, location, code, body)
+            assert json.loads(body) == {"upstream": upstream, "path": path}, (line, location, body)
+            seen = upstreams[upstream].requests[-1]
+            assert seen.headers.get("host") == HOST, (line, location, seen.headers)
+            if location == "/socket.io/":
+                assert seen.headers.get("upgrade") == "websocket", seen.headers
+                assert seen.headers.get("connection", "").lower() == "upgrade", seen.headers
+        # What Dify does not route here falls through to web, as in its template.
+        assert ("/openapi" in routes) == (tuple(map(int, line.split("."))) >= (1, 15))
+        assert ("/socket.io/" in routes) == (tuple(map(int, line.split("."))) >= (1, 14))
+    finally:
+        for server in upstreams.values():
+            server.close()

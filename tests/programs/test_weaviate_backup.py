@@ -1,6 +1,6 @@
 """The copy of Weaviate's volume before its image changes, for real.
 
-An installation of 1.16.1 (Weaviate 1.27.0) is upgraded to 1.17.1 (Weaviate 1.39.0) by the real
+An installation of 1.16.1 (Weaviate 1.27.0) is upgraded to 1.17.1 (Weaviate 1.39.2) by the real
 playbook; kwok only pretends to run the copy Job. Here the Job's container, read from the API, runs
 with its user, groups and volumes: Weaviate's volume as Weaviate leaves it (uid 1000, fsGroup 1000),
 mounted read-only, and the backups volume as the database backups left it (fsGroup 70). Debian's

@@ -23,6 +23,8 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings 
 IMAGE_VARIABLES = image_variables()
 # What every line entry must have (a test checks the catalog against it).
 LINE_FIELDS = ("patches", "images", "components", "upgrade_from", "startup_migration", "notes", "sources")
+# Optional fields of a line: since (component or feature -> the patch that brought it),
+# patch_images (patch -> the images that changed with it, from that patch on), agent_env, agent_volumes.
 LINE_IMAGES = ("sandbox", "plugin_daemon", "weaviate")
 # The components of the release features the catalog lists (dify_agent, dify_collaboration).
 AGENT_COMPONENTS = of_feature("agent")
@@ -62,9 +64,32 @@ class Release:
     weaviate_steps: list[str] = field(default_factory=list)
     startup_migration: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Components the release has that the settings switched off (dify_collaboration: false, say).
+    switched_off: list[str] = field(default_factory=list)
 
     def has(self, component: str) -> bool:
         return component in self.components
+
+    def offers(self, component: str) -> bool:
+        """Whether the release has the component, run or switched off."""
+        return component in self.components or component in self.switched_off
+
+    def at_least(self, version: str) -> bool:
+        """Whether this Dify version is ``version`` or newer (what Dify's files of a release have
+        that older ones lack). A tag that is no version (an unlisted build) counts as the newest."""
+        mine = version_tuple(self.version)
+        return mine is None or mine >= (version_tuple(version) or ())
+
+
+def line_images(entry: dict[str, Any], version: str) -> dict[str, str]:
+    """The companion images of a line for one of its versions: the line's, then those a patch
+    changed (patch_images), from that patch on."""
+    images = dict(entry.get("images") or {})
+    parsed = version_tuple(version)
+    for patch, changed in sorted((entry.get("patch_images") or {}).items(), key=lambda i: version_tuple(i[0]) or ()):
+        if parsed is None or parsed >= (version_tuple(patch) or ()):
+            images.update(changed or {})
+    return images
 
 
 def _since(entry: dict[str, Any], what: str, version: tuple[int, ...] | None) -> bool:
@@ -126,7 +151,7 @@ def resolve(
 
     images = {"api": f"langgenius/dify-api:{version}", "web": f"langgenius/dify-web:{version}"}
     images.update((releases.get("common") or {}).get("images") or {})
-    images.update({k: str(v).replace("{version}", version) for k, v in (entry.get("images") or {}).items()})
+    images.update({k: str(v).replace("{version}", version) for k, v in line_images(entry, version).items()})
     for component, var in IMAGE_VARIABLES.items():
         given = s.get(var)
         if not given:
@@ -136,15 +161,14 @@ def resolve(
         images[component] = given
 
     components = [c for c in entry.get("components", []) if _since(entry, c, parsed)]
-    if not s.get("collaboration", False):
-        components = [c for c in components if c not in COLLABORATION_COMPONENTS]
-    elif not set(COLLABORATION_COMPONENTS) <= set(components):
-        raise InputError(
-            f"Nothing was changed. dify_collaboration is set, but Dify {version} has no api websocket process "
-            "(it came with 1.14)."
-        )
+    # The release features run where the release has them unless switched off (Dify's compose
+    # runs both by default); what is switched off is remembered (collaboration off is said).
+    switched_off = []
+    if not s.get("collaboration", True):
+        switched_off += [c for c in components if c in COLLABORATION_COMPONENTS]
     if not s.get("agent", True):
-        components = [c for c in components if c not in AGENT_COMPONENTS]
+        switched_off += [c for c in components if c in AGENT_COMPONENTS]
+    components = [c for c in components if c not in switched_off]
     release = Release(
         version=version,
         line=line,
@@ -158,6 +182,7 @@ def resolve(
         notices=notices,
         startup_migration=dict(entry.get("startup_migration") or {}),
         notes=list(entry.get("notes") or []),
+        switched_off=switched_off,
     )  # fmt: skip
     check_upgrade(s, release, entry, record, backups or {})
     if weaviate.bundled(s):
@@ -202,7 +227,7 @@ def check_upgrade(
 def weaviate_of(releases: dict[str, Any], version: str) -> str:
     """The catalog's Weaviate for a Dify release ("" for a line it does not know)."""
     entry = (releases.get("lines") or {}).get(line_of(version)) or {}
-    return (entry.get("images") or {}).get("weaviate", "")
+    return line_images(entry, version).get("weaviate", "")
 
 
 def weaviate_steps(s: Settings, releases: dict[str, Any], live: str, target: str) -> list[str]:
@@ -218,7 +243,9 @@ def weaviate_steps(s: Settings, releases: dict[str, Any], live: str, target: str
     if want < have:
         raise InputError(
             f"Nothing was changed. The bundled Weaviate runs {tag_of(live)}; {tag_of(target)} (dify_image_tag "
-            f"{s.image_tag}, dify_weaviate_image) would be a downgrade, which Weaviate does not support."
+            f"{s.image_tag}, dify_weaviate_image) would be a downgrade, which Weaviate does not support: its data "
+            f"cannot go back. Keep the running one (dify_weaviate_image: {live}) or use a Dify release whose "
+            f"Weaviate is {tag_of(live)} or newer."
         )
     if want[1] - have[1] <= 1:
         return []

@@ -32,12 +32,27 @@ def is_network(value: object) -> bool:
     return True
 
 
+def is_ipv4_mapped(value: str) -> bool:
+    """An IPv6 range within ::ffff:0:0/96 (IPv4 addresses as IPv6 writes them)."""
+    net = ipaddress.ip_network(value, strict=False)
+    return net.version == 6 and net.subnet_of(ipaddress.ip_network("::ffff:0:0/96"))
+
+
 def is_address(value: object) -> bool:
     try:
         ipaddress.ip_address(str(value))
     except ValueError:
         return False
     return True
+
+
+def is_port_or_range(value: object) -> bool:
+    """A TCP port (1-65535) or a range of them ("1025-65535"), as squid's port ACL takes them."""
+    parts = str(value).split("-")
+    if len(parts) > 2 or not all(p.isdigit() for p in parts):
+        return False
+    numbers = [int(p) for p in parts]
+    return all(1 <= n <= 65535 for n in numbers) and numbers == sorted(numbers)
 
 
 def replicas(s: Settings) -> dict[str, int]:
@@ -120,6 +135,19 @@ def problems(s: Settings) -> list[str]:
     check(
         not bad,
         f"dify_ssrf_proxy_denied_cidrs must be networks in CIDR notation (like 169.254.0.0/16), not {bad}.",
+    )
+    mapped = [c for c in s.ssrf_proxy_denied_cidrs if is_network(c) and is_ipv4_mapped(c)]
+    check(
+        not mapped,
+        f"dify_ssrf_proxy_denied_cidrs must not list IPv4-mapped ranges {mapped}: squid reads ::ffff:0:0/96 as "
+        "0.0.0.0/0 and would refuse every IPv4 destination; list the IPv4 range instead (10.0.0.0/8 covers "
+        "::ffff:10.0.0.0/104).",
+    )
+    bad = [p for p in s.ssrf_proxy_allowed_ports if not is_port_or_range(p)]
+    check(
+        bool(s.ssrf_proxy_allowed_ports) and not bad,
+        "dify_ssrf_proxy_allowed_ports must list ports (1-65535) or ranges like 1025-65535"
+        + (f", not {bad}." if bad else "; it is empty (squid would refuse every destination)."),
     )
     sizes = {
         name: s.get(name)

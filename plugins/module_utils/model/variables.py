@@ -91,7 +91,7 @@ class Variables:
     extra_env: dict[str, Any]
     marketplace_enabled: bool
     ssrf_proxy_denied_cidrs: list[str]
-    ssrf_proxy_allowed_ports: list[int]
+    ssrf_proxy_allowed_ports: list[str]
     expose: Literal["loadbalancer", "ingress", "clusterip"]
     loadbalancer_pool: str
     loadbalancer_ip: str

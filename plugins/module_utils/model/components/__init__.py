@@ -11,7 +11,7 @@ from what it ``uses`` and what its ports ``serve``; nothing else lists it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import (
     agent,
@@ -28,6 +28,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.component
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.base import (
     ALWAYS,
+    INTERNET,
     JOB,
     ON_REQUEST,
     Component,
@@ -76,21 +77,52 @@ def providers(service: str) -> list[Component]:
     return [c for c in ALL if service in c.serves]
 
 
-def flows() -> tuple[Flow, ...]:
+def uses(c: Component, running: Iterable[str] | None = None) -> tuple[str, ...]:
+    """What a component uses; with the components an installation runs, also what it uses
+    ``instead`` of a use nothing running serves (INTERNET left out: see direct_internet)."""
+    out = list(c.uses)
+    for service in _missing(c, running):
+        out += [u for u in c.instead[service] if u != INTERNET]
+    return tuple(dict.fromkeys(out))
+
+
+def _missing(c: Component, running: Iterable[str] | None) -> list[str]:
+    """The uses of a running component with an ``instead`` that no running component serves."""
+    if running is None:
+        return []
+    names = set(running)
+    if c.name not in names:
+        return []
+    return [s for s in c.instead if s in c.uses and not any(p.name in names for p in providers(s))]
+
+
+def direct_internet(running: Iterable[str]) -> tuple[str, ...]:
+    """The running components that reach the internet themselves because what they would go
+    through does not run (their ``instead`` names INTERNET)."""
+    names = list(running)
+    return tuple(c.name for c in ALL if c.name in names
+                 and any(INTERNET in c.instead[s] for s in _missing(c, names)))  # fmt: skip
+
+
+def flows(release: Any = None, running: Iterable[str] | None = None) -> tuple[Flow, ...]:
     """One flow per served port group, its sources every component that uses it. Flows of the
     components every release has come first, then those of each release feature (a flow belongs
     to the later feature of its two ends). Clients are taken from the users inward (the exposed
-    component first), so flows and sources keep that order."""
+    component first), so flows and sources keep that order. With a release, only the ports it
+    has; with the running components, the uses ``instead`` of what does not run."""
+    running = None if running is None else list(running)
     features = list(dict.fromkeys(c.feature for c in ALL))
     clients = sorted(ALL, key=lambda c: not c.exposed)
     found: dict[tuple[int, str, str], list[str]] = {}
     for client in clients:
-        for service in client.uses:
+        for service in uses(client, running):
             for provider in providers(service):
+                if not provider.port_numbers(service, release):
+                    continue
                 group = max(features.index(client.feature), features.index(provider.feature))
                 found.setdefault((group, provider.name, service), []).append(client.name)
     ordered = sorted(found.items(), key=lambda item: item[0][0])
-    return tuple(Flow(to, named(to).port_numbers(service), tuple(sources))
+    return tuple(Flow(to, named(to).port_numbers(service, release), tuple(sources))
                  for (_group, to, service), sources in ordered)  # fmt: skip
 
 

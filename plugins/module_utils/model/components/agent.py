@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The agent (Dify 1.16 and later, dify_agent): api and worker call the agent backend; it keeps
 runs in Redis, calls the plugin daemon and the api's inner API and drives its local sandbox. The
-local sandbox reaches nothing but its own SSRF proxy (ssrf_proxy.AGENT_SSRF_PROXY)."""
+local sandbox reaches nothing but its own SSRF proxy (ssrf_proxy.AGENT_SSRF_PROXY, 1.16.1 and
+later); in 1.16.0, which has none, the agent stub, the api and the internet directly, as Dify's
+compose lets it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.base import (
     DEPLOYMENT,
     DIFY_USER,
+    INTERNET,
     Component,
     Port,
     Workload,
@@ -58,9 +61,11 @@ def _local_sandbox(c: Component, b: Any) -> Workload:
     r = b.release
     env = [secret_ref("SHELLCTL_AUTH_TOKEN", "AGENT_SANDBOX_AUTH_TOKEN")]
     if r.has("agent-ssrf-proxy"):
-        # Its only way out: the agent SSRF proxy (which also reaches the agent stub and /files).
+        # Its only way out: the agent SSRF proxy (which also reaches the agent stub and /files);
+        # its own loopback (the shell control server's clients) not through it.
         env += [{"name": "HTTP_PROXY", "value": "http://dify-agent-ssrf-proxy:3128"},
-                {"name": "HTTPS_PROXY", "value": "http://dify-agent-ssrf-proxy:3128"}]  # fmt: skip
+                {"name": "HTTPS_PROXY", "value": "http://dify-agent-ssrf-proxy:3128"},
+                {"name": "NO_PROXY", "value": "localhost,127.0.0.1"}]  # fmt: skip
     if r.agent_volumes:
         volumes = [
             {"name": "home", "persistentVolumeClaim": {"claimName": names.AGENT_HOME_PVC}},
@@ -109,6 +114,10 @@ LOCAL_SANDBOX = Component(
     pod=_local_sandbox,
     image="agent_local_sandbox",
     uses=("agent-ssrf-proxy",),
+    # Dify 1.16.0 has no agent SSRF proxy: it puts the local sandbox on the default network, from
+    # where it calls the agent stub, the api's /files and the internet itself
+    # (dify:docker/docker-compose-template.yaml@5c6372d2f7, local_sandbox).
+    instead={"agent-ssrf-proxy": ("agent-backend", "api", INTERNET)},
     ports=(Port("http", 5004, "agent-local-sandbox"),),
     default_resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
     schema_independent=True,

@@ -122,6 +122,10 @@ def _beat(c: Component, b: Any) -> Workload:
 
 
 def _websocket(c: Component, b: Any) -> Workload:
+    # Dify's compose service api_websocket (dify:docker/docker-compose-template.yaml@7f392b6950 and
+    # later): one gunicorn worker of the websocket class with 1000 connections (the entrypoint's
+    # default would be 10). Up to 1.15 the Socket.IO server keeps its rooms in memory: one replica
+    # (1.16.0 shares them through Redis, dify#38242; the collection still runs one).
     return _app(
         c,
         b,
@@ -129,6 +133,7 @@ def _websocket(c: Component, b: Any) -> Workload:
             {"name": "MODE", "value": "api"},
             {"name": "SERVER_WORKER_AMOUNT", "value": "1"},
             {"name": "SERVER_WORKER_CLASS", "value": "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"},
+            {"name": "SERVER_WORKER_CONNECTIONS", "value": "1000"},
             {"name": "GUNICORN_TIMEOUT", "value": "360"},
         ],
         **http_probes(),
@@ -171,8 +176,8 @@ BEAT = Component(
     default_resources={"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}},
     internet=ON_REQUEST,
 )
-# The websocket process (workflow collaboration, 1.14, opt-in): users through nginx; its data like
-# the api's; the api's resources.
+# The websocket process (workflow collaboration, 1.14.1 and later unless dify_collaboration is
+# false): users through nginx; its data like the api's; the api's resources.
 WEBSOCKET = Component(
     name="api-websocket",
     kind=DEPLOYMENT,
@@ -241,7 +246,12 @@ def shared_env(b: Any, vector_store: dict[str, str]) -> dict[str, str]:
         )
     if b.release.has("agent-backend"):
         env["AGENT_BACKEND_BASE_URL"] = "http://dify-agent-backend:5050"
+    # Workflow collaboration: Dify's api turns it on by default from 1.14.1 (dify#35981); the
+    # websocket process serves it. Switched off (dify_collaboration: false), the api is told so
+    # (else the web would open a socket nothing serves).
     if b.release.has("api-websocket"):
         env["ENABLE_COLLABORATION_MODE"] = "true"
+    elif b.release.offers("api-websocket"):
+        env["ENABLE_COLLABORATION_MODE"] = "false"
     env.update({k: str(v) for k, v in s.extra_env.items()})
     return env

@@ -27,6 +27,8 @@ ON_REQUEST = "on-request"
 ALWAYS = "always"
 # The files storage (a volume or a bucket): used like a service, reached through no pod.
 FILES = "files"
+# The internet as something a component uses (only among what it uses ``instead``, see Component).
+INTERNET = "internet"
 
 PROBE_DEFAULTS = {"periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 RUNTIME_DEFAULT = {"type": "RuntimeDefault"}
@@ -57,11 +59,16 @@ def secret_ref(var: str, key: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Port:
     """A container port (and Service port of the same number), and what other components use it
-    as: ``serves`` is the name in their ``uses``; empty for a port nobody in the namespace uses."""
+    as: ``serves`` is the name in their ``uses``; empty for a port nobody in the namespace uses.
+    ``until``: the first Dify release that no longer has it (Dify dropped it from its files)."""
 
     name: str
     number: int
     serves: str = ""
+    until: str = ""
+
+    def in_release(self, release: Any = None) -> bool:
+        return not self.until or release is None or not release.at_least(self.until)
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +100,10 @@ class Component:
     checks: Callable[[Settings], list[str]] | None = None
     # A vector store: what Dify's pods are told to reach it (bundled or external), from the settings.
     client_env: Callable[[Settings], dict[str, str]] | None = None
+    # What it uses instead of one of its uses where the installation runs nothing that serves it
+    # (Dify's compose then connects it directly): use -> uses, INTERNET among them for the internet.
+    # The agent's local sandbox before the agent's SSRF proxy came (1.16.0).
+    instead: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def resources_key(self) -> str:
@@ -103,8 +114,12 @@ class Component:
         """What it serves to others, in the order of its ports."""
         return tuple(dict.fromkeys(p.serves for p in self.ports if p.serves))
 
-    def port_numbers(self, service: str) -> tuple[int, ...]:
-        return tuple(p.number for p in self.ports if p.serves == service)
+    def ports_in(self, release: Any = None) -> tuple[Port, ...]:
+        """Its ports in a release (all of them without one)."""
+        return tuple(p for p in self.ports if p.in_release(release))
+
+    def port_numbers(self, service: str, release: Any = None) -> tuple[int, ...]:
+        return tuple(p.number for p in self.ports_in(release) if p.serves == service)
 
     @property
     def data_service(self) -> str:
@@ -123,15 +138,16 @@ class Component:
     def workload(self, b: Any, **fields: Any) -> Workload:
         """A Workload with what the component declares (name, image, resources, replicas, ports);
         its pod function gives the rest."""
+        ports = self.ports_in(b.release)
         return Workload(
             name=self.name,
             image=b.images[self.image],
             resources=self.resources_key,
             replicas=b.replicas.get(self.name, 1),
-            ports=[{"name": p.name, "containerPort": p.number} for p in self.ports],
+            ports=[{"name": p.name, "containerPort": p.number} for p in ports],
             # An exposed component's Service is built by its module for the expose phase.
             service_ports=[] if self.exposed else
-            [{"name": p.name, "port": p.number, "targetPort": p.name} for p in self.ports],
+            [{"name": p.name, "port": p.number, "targetPort": p.name} for p in ports],
             **fields,
         )  # fmt: skip
 

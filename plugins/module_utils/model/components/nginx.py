@@ -40,9 +40,14 @@ def _nginx(c: Component, b: Any) -> Workload:
     )
 
 
+# Dify routes /openapi to the api from 1.15.0 (dify#36348;
+# dify:docker/nginx/conf.d/default.conf.template@3aa26fb637).
+OPENAPI_SINCE = "1.15.0"
+
+
 def config_map(b: Any) -> dict[str, Any]:
-    return b.config_map(names.NGINX_CONFIG, "nginx",
-                        {"nginx.conf": configs.nginx_conf(b.s, b.release.has("api-websocket"))})  # fmt: skip
+    conf = configs.nginx_conf(b.s, websocket=b.release.has("api-websocket"), openapi=b.release.at_least(OPENAPI_SINCE))
+    return b.config_map(names.NGINX_CONFIG, "nginx", {"nginx.conf": conf})
 
 
 def service(b: Any) -> dict[str, Any]:

@@ -50,7 +50,9 @@ def _squid(c: Component, b: Any, config: str) -> Workload:
 
 
 def config_map(b: Any) -> dict[str, Any]:
-    return b.config_map(names.SSRF_PROXY_CONFIG, "ssrf-proxy", {"squid.conf": configs.squid_conf(b.s)})
+    sandbox_port = bool(SSRF_PROXY.port_numbers("sandbox-via-ssrf-proxy", b.release))
+    return b.config_map(names.SSRF_PROXY_CONFIG, "ssrf-proxy",
+                        {"squid.conf": configs.squid_conf(b.s, sandbox_port)})  # fmt: skip
 
 
 def agent_config_map(b: Any) -> dict[str, Any]:
@@ -64,8 +66,10 @@ SSRF_PROXY = Component(
     pod=lambda c, b: _squid(c, b, names.SSRF_PROXY_CONFIG),
     image="ssrf_proxy",
     uses=("sandbox",),
-    # 3128 for requests out; 8194 reverse-proxies to the sandbox (Dify's docker/ssrf_proxy).
-    ports=(Port("proxy", 3128, "ssrf-proxy"), Port("sandbox", 8194, "sandbox-via-ssrf-proxy")),
+    # 3128 for requests out; up to 1.14, 8194 reverse-proxies to the sandbox (Dify's
+    # docker/ssrf_proxy/squid.conf.template; 1.15.0 dropped it: its template listens on 3128 only,
+    # dify:docker/ssrf_proxy/squid.conf.template@3aa26fb637).
+    ports=(Port("proxy", 3128, "ssrf-proxy"), Port("sandbox", 8194, "sandbox-via-ssrf-proxy", until="1.15.0")),
     default_resources={"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
     replicas="ssrf_proxy_replicas",
     schema_independent=True,

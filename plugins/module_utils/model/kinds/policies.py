@@ -28,8 +28,9 @@ class Policies(BuilderBase):
     def network_policies(self, running: list[str]) -> list[dict[str, Any]]:
         """The default deny, then one policy per component with pods (``running``) allowing exactly
         its flows."""
-        s, flows, clients = self.s, components.flows(), components.data_clients()
-        internet = sorted(set(s.network_policy_internet_egress) | set(components.internet_always()))
+        s, flows, clients = self.s, components.flows(self.release, running), components.data_clients()
+        internet = sorted(set(s.network_policy_internet_egress) | set(components.internet_always())
+                          | set(components.direct_internet(running)))  # fmt: skip
         internet_except = [*s.private_cidrs, LINK_LOCAL]
         out = [
             {
@@ -50,7 +51,8 @@ class Policies(BuilderBase):
                        for f in flows if f.to == component]  # fmt: skip
             if component in components.exposed():
                 # Users, through the LoadBalancer or the Ingress controller.
-                rule: dict[str, Any] = {"ports": _ports([p.number for p in components.named(component).ports])}
+                ports = components.named(component).ports_in(self.release)
+                rule: dict[str, Any] = {"ports": _ports([p.number for p in ports])}
                 if s.network_policy_ingress_cidrs:
                     rule["from"] = [{"ipBlock": {"cidr": cidr}} for cidr in s.network_policy_ingress_cidrs]
                 ingress.append(rule)

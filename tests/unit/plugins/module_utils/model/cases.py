@@ -18,7 +18,8 @@ CASES: dict[str, dict[str, Any]] = {
     "default": {"inventory": {}, "existing": {}},
     # The release of the original deploy script, as it installed before the catalog.
     "release-1.11": {"inventory": {"dify_image_tag": "1.11.4"}, "existing": {}},
-    # 1.16.0: the agent without its SSRF proxy and API token (1.16.1 brought them), with collaboration.
+    # 1.16.0: the agent without its SSRF proxy and API token (1.16.1 brought them): its local sandbox
+    # reaches the agent stub, the api and the internet itself; with collaboration (the default).
     "release-1.16.0": {"inventory": {"dify_image_tag": "1.16.0", "dify_collaboration": True}, "existing": {}},
     # High availability, autoscaling, an Ingress with TLS and a public URL.
     "ha": {

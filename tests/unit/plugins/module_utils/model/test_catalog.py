@@ -60,19 +60,60 @@ def test_the_original_release_keeps_its_companions():
 
 def test_the_agent_arrives_with_1_16_and_its_proxy_and_token_with_1_16_1():
     early = catalog.resolve(settings(dify_image_tag="1.16.0"), releases())
-    assert early.components == ["agent-backend", "agent-local-sandbox"] and not early.agent_api_token
+    assert early.components == ["api-websocket", "agent-backend", "agent-local-sandbox"]
+    assert not early.agent_api_token
     later = catalog.resolve(settings(dify_image_tag="1.16.1"), releases())
-    assert later.components == ["agent-backend", "agent-local-sandbox", "agent-ssrf-proxy"] and later.agent_api_token
-    assert later.images["agent_backend"] == "langgenius/dify-agent-backend:1.16.1"
+    assert later.components == ["api-websocket", "agent-backend", "agent-local-sandbox", "agent-ssrf-proxy"]
+    assert later.agent_api_token and later.images["agent_backend"] == "langgenius/dify-agent-backend:1.16.1"
     off = catalog.resolve(settings(dify_image_tag="1.16.1", dify_agent=False), releases())
-    assert off.components == [] and "agent_backend" not in off.images
+    assert off.components == ["api-websocket"] and "agent_backend" not in off.images
+    assert off.switched_off == ["agent-backend", "agent-local-sandbox", "agent-ssrf-proxy"]
 
 
-def test_collaboration_needs_a_release_with_the_websocket_process():
-    on = catalog.resolve(settings(dify_image_tag="1.14.2", dify_collaboration=True), releases())
-    assert on.components == ["api-websocket"]
-    with pytest.raises(InputError, match=r"dify_collaboration is set, but Dify 1\.13\.3"):
-        catalog.resolve(settings(dify_image_tag="1.13.3", dify_collaboration=True), releases())
+def test_collaboration_runs_where_the_release_has_the_websocket_process_unless_switched_off():
+    """As in Dify's compose: from 1.14.1 (1.14.0 served no websocket process, collaboration off)."""
+    for version, has in (("1.13.3", False), ("1.14.0", False), ("1.14.1", True), ("1.17.1", True)):
+        release = catalog.resolve(settings(dify_image_tag=version), releases())
+        assert release.has("api-websocket") == has, version
+        assert release.switched_off == [], version
+    off = catalog.resolve(settings(dify_image_tag="1.14.2", dify_collaboration=False), releases())
+    assert not off.has("api-websocket") and off.offers("api-websocket") and off.switched_off == ["api-websocket"]
+    # Where the release has none, switching it off changes nothing (and it is no error to ask for it).
+    old = catalog.resolve(settings(dify_image_tag="1.13.3", dify_collaboration=False), releases())
+    assert not old.offers("api-websocket")
+
+
+def test_images_that_changed_with_a_patch_apply_from_that_patch_on():
+    """1.13.3 ships sandbox 0.2.14 and plugin daemon 0.5.3-local (its bump commit); 1.17.0 still
+    Weaviate 1.27.0, 1.17.1 1.39.2 (Dify's docs)."""
+    images = {v: catalog.resolve(settings(dify_image_tag=v), releases()).images
+              for v in ("1.13.2", "1.13.3", "1.17.0", "1.17.1", "1.17.2")}  # fmt: skip
+    assert images["1.13.2"]["sandbox"] == "langgenius/dify-sandbox:0.2.12"
+    assert images["1.13.3"]["sandbox"] == "langgenius/dify-sandbox:0.2.14"
+    assert images["1.13.3"]["plugin_daemon"] == "langgenius/dify-plugin-daemon:0.5.3-local"
+    assert images["1.17.0"]["weaviate"] == "semitechnologies/weaviate:1.27.0"
+    assert images["1.17.1"]["weaviate"] == images["1.17.2"]["weaviate"] == "semitechnologies/weaviate:1.39.2"
+    assert catalog.weaviate_of(releases(), "1.17.0") == "semitechnologies/weaviate:1.27.0"
+    assert catalog.weaviate_of(releases(), "1.17.1") == "semitechnologies/weaviate:1.39.2"
+
+
+def test_a_1_17_0_install_keeps_its_weaviate_and_1_17_1_steps_it():
+    """Upgrading to 1.17.0 moves no Weaviate (1.27 as Dify ships it); 1.17.0 to 1.17.1 steps it to
+    1.39.2; a 1.17.0 whose Weaviate already went to 1.39 (the catalog before per-patch pins) is not
+    taken back, with a way out named."""
+    on_1_27 = {"statefulsets": [running_weaviate()]}
+    to_0 = prepare("upgrade", dify_image_tag="1.17.0", existing=on_1_27)
+    assert to_0["plan"]["weaviate_steps"] == [] and to_0["plan"]["weaviate_backup"] is False
+    to_1 = prepare("upgrade", dify_image_tag="1.17.1", existing=on_1_27)
+    assert to_1["plan"]["weaviate_steps"][-1] == "1.38.9" and len(to_1["plan"]["weaviate_steps"]) == 11
+    with pytest.raises(InputError) as refused:
+        prepare("upgrade", dify_image_tag="1.17.0",
+                existing={"statefulsets": [running_weaviate("semitechnologies/weaviate:1.39.0")]})  # fmt: skip
+    assert "would be a downgrade" in str(refused.value)
+    assert "dify_weaviate_image: semitechnologies/weaviate:1.39.0" in str(refused.value)
+    kept = prepare("upgrade", dify_image_tag="1.17.0", dify_weaviate_image="semitechnologies/weaviate:1.39.0",
+                   existing={"statefulsets": [running_weaviate("semitechnologies/weaviate:1.39.0")]})  # fmt: skip
+    assert kept["plan"]["weaviate_steps"] == []
 
 
 def test_an_unknown_patch_of_a_known_line_runs_with_the_lines_companions_and_says_so():
@@ -105,7 +146,7 @@ def test_an_unknown_line_runs_when_allowed_and_every_companion_is_set():
 def test_a_companion_image_you_set_wins_and_the_run_says_where_it_differs():
     release = catalog.resolve(settings(dify_image_tag="1.13.3", dify_sandbox_image="my/sandbox:1"), releases())
     assert release.images["sandbox"] == "my/sandbox:1"
-    assert release.notices == ["dify_sandbox_image my/sandbox:1 replaces the catalog's langgenius/dify-sandbox:0.2.13 "
+    assert release.notices == ["dify_sandbox_image my/sandbox:1 replaces the catalog's langgenius/dify-sandbox:0.2.14 "
                                "for 1.13.3."]  # fmt: skip
 
 
@@ -123,11 +164,11 @@ def test_a_downgrade_below_the_migrated_release_is_refused_pointing_at_restore()
 
 def test_weaviate_goes_one_minor_version_at_a_time():
     steps = catalog.weaviate_steps(settings(), releases(), "semitechnologies/weaviate:1.27.0",
-                                   "semitechnologies/weaviate:1.39.0")  # fmt: skip
+                                   "semitechnologies/weaviate:1.39.2")  # fmt: skip
     assert [catalog.tag_of(i) for i in steps] == ["1.28.16", "1.29.11", "1.30.23", "1.31.22", "1.32.27", "1.33.18",
                                                   "1.34.20", "1.35.23", "1.36.23", "1.37.14", "1.38.9"]  # fmt: skip
-    assert catalog.weaviate_steps(settings(), releases(), "x/weaviate:1.38.9", "semitechnologies/weaviate:1.39.0") == []
-    assert catalog.weaviate_steps(settings(), releases(), "", "semitechnologies/weaviate:1.39.0") == []
+    assert catalog.weaviate_steps(settings(), releases(), "x/weaviate:1.38.9", "semitechnologies/weaviate:1.39.2") == []
+    assert catalog.weaviate_steps(settings(), releases(), "", "semitechnologies/weaviate:1.39.2") == []
     with pytest.raises(InputError, match="would be a downgrade"):
         catalog.weaviate_steps(settings(), releases(), "semitechnologies/weaviate:1.39.0",
                                "semitechnologies/weaviate:1.27.0")  # fmt: skip
@@ -144,7 +185,7 @@ def test_an_upgrade_to_1_17_plans_the_weaviate_steps_and_the_changes():
     assert model["weaviate_steps"][0]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.28.16")
     changes = model["plan"]["changes"]
     assert changes["images"]["weaviate"] == {"from": "semitechnologies/weaviate:1.27.0",
-                                             "to": "semitechnologies/weaviate:1.39.0"}  # fmt: skip
+                                             "to": "semitechnologies/weaviate:1.39.2"}  # fmt: skip
     assert "agent_backend" in changes["added"]
 
 
@@ -188,7 +229,7 @@ def test_weaviates_volume_is_copied_before_its_image_changes_by_weaviates_user_a
     ("existing", "inventory"),
     [
         ({}, {}),  # a first install: nothing to copy
-        ({"statefulsets": [running_weaviate("semitechnologies/weaviate:1.39.0")]}, {}),  # same image
+        ({"statefulsets": [running_weaviate("semitechnologies/weaviate:1.39.2")]}, {}),  # same image
         ({"statefulsets": [running_weaviate()]}, {"dify_backup_weaviate": False}),
         ({"statefulsets": [running_weaviate()]}, {"dify_weaviate_enabled": False,
                                                   "dify_weaviate_endpoint": "http://weaviate.example.com:8080",

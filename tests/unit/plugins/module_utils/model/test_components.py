@@ -18,6 +18,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.component
     ALWAYS,
     DEPLOYMENT,
     FILES,
+    INTERNET,
     NEVER,
     STATEFULSET,
     Component,
@@ -67,6 +68,20 @@ def test_names_are_unique_and_every_use_is_served():
     for c in components.ALL:
         for service in c.uses:
             assert service == FILES or components.providers(service), f"{c.name} uses {service}, which no one serves"
+        for service, instead in c.instead.items():
+            assert service in c.uses, f"{c.name}: instead of {service}, which it does not use"
+            assert all(u == INTERNET or components.providers(u) for u in instead), (c.name, instead)
+
+
+def test_what_a_component_uses_instead_counts_only_where_nothing_serves_the_use():
+    sandbox = components.named("agent-local-sandbox")
+    without_proxy = ["agent-local-sandbox", "agent-backend", "api"]
+    assert components.uses(sandbox, without_proxy) == ("agent-ssrf-proxy", "agent-backend", "api")
+    assert components.direct_internet(without_proxy) == ("agent-local-sandbox",)
+    with_proxy = [*without_proxy, "agent-ssrf-proxy"]
+    assert components.uses(sandbox, with_proxy) == ("agent-ssrf-proxy",) == components.uses(sandbox)
+    assert components.direct_internet(with_proxy) == ()
+    assert components.direct_internet(["agent-backend", "api"]) == (), "not running: nothing to reach"
 
 
 def test_every_flow_is_a_use_and_every_use_a_flow():

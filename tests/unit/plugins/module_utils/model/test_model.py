@@ -436,6 +436,10 @@ BAD = [
     ({"dify_loadbalancer_ip": "300.1.1.1"}, "dify_loadbalancer_ip"),
     ({"dify_public_url": "ftp://x"}, "dify_public_url"),
     ({"dify_ssrf_proxy_denied_cidrs": ["x"]}, "dify_ssrf_proxy_denied_cidrs"),
+    ({"dify_ssrf_proxy_denied_cidrs": ["::ffff:0:0/96"]}, "dify_ssrf_proxy_denied_cidrs must not list IPv4-mapped"),
+    ({"dify_ssrf_proxy_allowed_ports": ["80", "http"]}, "dify_ssrf_proxy_allowed_ports must list ports"),
+    ({"dify_ssrf_proxy_allowed_ports": ["65535-1025"]}, "dify_ssrf_proxy_allowed_ports must list ports"),
+    ({"dify_ssrf_proxy_allowed_ports": []}, "dify_ssrf_proxy_allowed_ports must list ports"),
     ({"dify_resources": {"apii": {}}}, "dify_resources has unknown components"),
     ({"dify_postgres_storage_size": "twenty gigs"}, "dify_postgres_storage_size=twenty gigs"),
     ({"dify_network_policy_internet_egress": ["sandbox"]}, "dify_network_policy_internet_egress"),
@@ -466,3 +470,119 @@ def test_settings_read_the_variables_without_their_prefix():
     assert s.namespace == "x" and s.get("missing", 1) == 1
     with pytest.raises(AttributeError, match="dify_missing"):
         s.missing  # noqa: B018
+
+
+# --------------------------------------------------------------------------- what each release renders
+
+
+def env_of(model: dict, name: str) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in pod(model, name)["spec"]["containers"][0].get("env", [])}
+
+
+def config(model: dict, name: str, key: str) -> str:
+    return objects(model)[("ConfigMap", name)]["data"][key]
+
+
+def egress_to(model: dict, component: str) -> dict[str, list[int]]:
+    spec = objects(model)[("NetworkPolicy", names.workload(component))]["spec"]
+    out: dict[str, list[int]] = {}
+    for rule in spec["egress"]:
+        for peer in rule.get("to", []):
+            if "podSelector" in peer:
+                out[peer["podSelector"]["matchLabels"][names.LABEL_COMPONENT]] = [p["port"] for p in rule["ports"]]
+            elif peer.get("ipBlock", {}).get("cidr") == "0.0.0.0/0":
+                out["internet"] = []
+    return out
+
+
+@pytest.mark.parametrize(
+    ("version", "has"),
+    # (1.14.0 had no websocket process and collaboration off by default.)
+    [("1.13.0", {"pm2"}), ("1.13.3", set()), ("1.14.0", set()), ("1.14.2", {"socket"}),
+     ("1.15.0", {"socket", "openapi", "server-console"}),
+     ("1.16.1", {"socket", "openapi", "server-console", "agent-v2"})],
+)  # fmt: skip
+def test_web_and_nginx_get_what_difys_compose_gives_that_release(version, has):
+    model = prepare("default", dify_image_tag=version, dify_public_url="https://dify.example.com/")
+    web = env_of(model, "dify-web")
+    nginx = config(model, names.NGINX_CONFIG, "nginx.conf")
+    shared = objects(model)[("ConfigMap", names.SHARED_ENV)]
+    assert ("PM2_INSTANCES" in web) == ("pm2" in has)
+    assert (web.get("NEXT_PUBLIC_SOCKET_URL") == "wss://dify.example.com") == ("socket" in has)
+    assert ("location /socket.io/" in nginx) == ("socket" in has)
+    assert (("Deployment", "dify-api-websocket") in objects(model)) == ("socket" in has)
+    assert shared["data"].get("ENABLE_COLLABORATION_MODE") == ("true" if "socket" in has else None)
+    assert ("location /openapi" in nginx) == ("openapi" in has)
+    assert (web.get("SERVER_CONSOLE_API_URL") == "http://dify-api:5001") == ("server-console" in has)
+    assert (web.get("NEXT_PUBLIC_ENABLE_AGENT_V2") == "true") == ("agent-v2" in has)
+
+
+def test_collaboration_switched_off_is_said_to_the_api_and_runs_no_websocket():
+    model = prepare("default", dify_collaboration=False)
+    found = objects(model)
+    assert found[("ConfigMap", names.SHARED_ENV)]["data"]["ENABLE_COLLABORATION_MODE"] == "false"
+    assert ("Deployment", "dify-api-websocket") not in found and ("Service", "dify-api-websocket") not in found
+    assert ("NetworkPolicy", "dify-api-websocket") not in found
+    assert "socket.io" not in config(model, names.NGINX_CONFIG, "nginx.conf")
+    assert "NEXT_PUBLIC_SOCKET_URL" not in env_of(model, "dify-web")
+    # Nothing of it on a release without collaboration.
+    old = prepare("default", dify_image_tag="1.13.3", dify_collaboration=False)
+    assert "ENABLE_COLLABORATION_MODE" not in objects(old)[("ConfigMap", names.SHARED_ENV)]["data"]
+
+
+def test_the_socket_url_is_the_origin_users_reach_dify_at():
+    web = env_of(prepare("default", dify_public_url="http://dify.example.com:8080/sub/"), "dify-web")
+    assert web["NEXT_PUBLIC_SOCKET_URL"] == "ws://dify.example.com:8080"
+    ingress = {"dify_expose": "ingress", "dify_ingress_host": "dify.example.com", "dify_ingress_tls_secret": "tls"}
+    assert env_of(prepare("default", **ingress), "dify-web")["NEXT_PUBLIC_SOCKET_URL"] == "wss://dify.example.com"
+    assert env_of(prepare("default"), "dify-web")["NEXT_PUBLIC_SOCKET_URL"] == "ws://localhost"
+
+
+def test_the_websocket_process_runs_as_difys_compose_runs_it():
+    env = env_of(prepare("default"), "dify-api-websocket")
+    assert env["SERVER_WORKER_CONNECTIONS"] == "1000" and env["SERVER_WORKER_AMOUNT"] == "1"
+    assert objects(prepare("default", dify_ha=True))[("Deployment", "dify-api-websocket")]["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize(("version", "sandbox_port"), [("1.11.4", True), ("1.14.2", True), ("1.15.0", False),
+                                                       ("1.17.1", False)])  # fmt: skip
+def test_the_ssrf_proxys_sandbox_port_only_where_dify_has_it(version, sandbox_port):
+    model = prepare("default", dify_image_tag=version)
+    conf = config(model, names.SSRF_PROXY_CONFIG, "squid.conf")
+    assert ("cache_peer dify-sandbox parent 8194" in conf) == sandbox_port
+    assert ("http_port 8194" in conf) == sandbox_port
+    service = objects(model)[("Service", "dify-ssrf-proxy")]["spec"]["ports"]
+    assert (8194 in [p["port"] for p in service]) == sandbox_port
+    assert (8194 in egress_to(model, "api").get("ssrf-proxy", [])) == sandbox_port
+    assert "dns_defnames on" in conf.splitlines()
+
+
+def test_squid_gets_difys_ports_unless_told_otherwise():
+    conf = config(prepare("default"), names.SSRF_PROXY_CONFIG, "squid.conf")
+    assert "acl Safe_ports port 80 21 443 70 210 1025-65535 280 488 591 777" in conf.splitlines()
+    strict = prepare("default", dify_ssrf_proxy_allowed_ports=[80, 443])
+    for name in (names.SSRF_PROXY_CONFIG, names.AGENT_SSRF_PROXY_CONFIG):
+        lines = config(strict, name, "squid.conf").splitlines()
+        assert "acl Safe_ports port 80 443" in lines and "dns_defnames on" in lines
+        assert not any("::ffff:0:0/96" in line or "255.255.255.255" in line for line in lines)
+        # ::/96 holds ::1/128 and ::/128: in one ACL squid would ignore it; it gets its own.
+        assert "acl denied_destinations_2 dst ::/96" in lines and "http_access deny denied_destinations_2" in lines
+        assert "acl denied_destinations dst ::1/128" in lines and "http_access deny denied_destinations" in lines
+
+
+def test_the_agents_local_sandbox_reaches_what_difys_compose_lets_it():
+    """1.16.0 has no agent SSRF proxy: the local sandbox calls the agent stub, the api and the
+    internet itself; from 1.16.1 only through its proxy (NO_PROXY its loopback)."""
+    early = prepare("default", dify_image_tag="1.16.0")
+    assert egress_to(early, "agent-local-sandbox") == {"agent-backend": [5050], "api": [5001], "internet": []}
+    assert "HTTP_PROXY" not in env_of(early, "dify-agent-local-sandbox")
+    ingress = objects(early)[("NetworkPolicy", "dify-agent-backend")]["spec"]["ingress"]
+    assert any(p["podSelector"]["matchLabels"][names.LABEL_COMPONENT] == "agent-local-sandbox"
+               for rule in ingress for p in rule["from"])  # fmt: skip
+    later = prepare("default", dify_image_tag="1.16.1")
+    assert egress_to(later, "agent-local-sandbox") == {"agent-ssrf-proxy": [3128]}
+    env = env_of(later, "dify-agent-local-sandbox")
+    assert env["HTTP_PROXY"] == "http://dify-agent-ssrf-proxy:3128" and env["NO_PROXY"] == "localhost,127.0.0.1"
+    ingress = objects(later)[("NetworkPolicy", "dify-agent-backend")]["spec"]["ingress"]
+    assert not any(p["podSelector"]["matchLabels"][names.LABEL_COMPONENT] == "agent-local-sandbox"
+                   for rule in ingress for p in rule["from"])  # fmt: skip
