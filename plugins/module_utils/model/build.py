@@ -27,7 +27,11 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import (
     credentials,
     inputs,
 )
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import weaviate
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import (
+    pgvector,
+    vector_stores,
+    weaviate,
+)
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.objects import Builder
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, Settings
 
@@ -200,6 +204,10 @@ def prepare(
             raise InputError("Nothing was changed. " + " ".join(missing))
 
     running = live_images(found)
+    # The vector store the data is in: another one only when asked (Dify does not move vectors).
+    store_notice = ""
+    if entry_point in credentials.WRITING_ENTRY_POINTS:
+        store_notice = vector_stores.check_switch(s, _first(found, "credentials"), bool(record) or bool(running))
     backups = _backups(_first(found, "backup_record"))
     prefix = (s.image_registry.rstrip("/") + "/") if s.image_registry else ""
     # Weaviate's volume without its StatefulSet (after an uninstall) holds the data of the Weaviate
@@ -218,6 +226,8 @@ def prepare(
     # (A restore runs another release afterwards: it checks that release's Weaviate itself.)
     release = catalog.resolve(s, releases or {}, record, {} if entry_point == "restore" else live, backups)
     image_of = images(s, release)
+    if "pgvector" in image_of:
+        pgvector.check_image(running.get("pgvector", ""), image_of["pgvector"])
     if weaviate_notice and weaviate_live != image_of.get("weaviate"):
         release.notices.append(weaviate_notice)
     creds = credentials.decide(
@@ -288,7 +298,7 @@ def prepare(
         "weaviate_backup_of": catalog.tag_of(weaviate_from) if "weaviate_backup" in model else "",
         "weaviate_backup_name": builder.weaviate_backup_name(weaviate_from) if "weaviate_backup" in model else "",
         "changes": changes(running, model),
-        "notices": creds.notices + release.notices,
+        "notices": creds.notices + release.notices + ([store_notice] if store_notice else []),
     }
     if builder.provider_setup:
         fingerprint = creds.provider_fingerprint(s)
@@ -486,7 +496,7 @@ def build(b: Builder) -> dict[str, Any]:
             {
                 "api_version": "v1",
                 "kind": "Service",
-                "label_selector": _phase_prune(list(components.data_components())),
+                "label_selector": _phase_prune(list(components.data_components(s))),
             },
         ],
         # Budgets and autoscalers the settings no longer ask for go first: a leftover autoscaler
@@ -501,7 +511,7 @@ def build(b: Builder) -> dict[str, Any]:
                 "kind": "Service",
                 # (nginx's Service is the expose phase's.)
                 "label_selector": f"{names.LABEL_COMPONENT} notin "
-                f"({','.join([*components.data_components(), *components.exposed()])})",
+                f"({','.join([*components.data_components(s), *components.exposed()])})",
             },
         ],
         "expose": [{"api_version": "networking.k8s.io/v1", "kind": "Ingress"}],

@@ -124,7 +124,7 @@ def problems(s: Settings) -> list[str]:
     sizes = {
         name: s.get(name)
         for name in ("files_storage_size", "postgres_storage_size", "redis_storage_size", "weaviate_storage_size",
-                     "plugin_storage_size", "backup_storage_size")
+                     "plugin_storage_size", "backup_storage_size", "pgvector_storage_size")
     }  # fmt: skip
     check(
         all(QUANTITY.match(str(v)) for v in sizes.values()),

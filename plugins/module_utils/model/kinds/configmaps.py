@@ -12,6 +12,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import co
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import (
     api,
     nginx,
+    pgvector,
     postgres,
     ssrf_proxy,
 )
@@ -36,6 +37,7 @@ class ConfigMaps(BuilderBase):
         if ssrf_proxy.AGENT_SSRF_PROXY.runs(self.s, self.release):
             out.append(ssrf_proxy.agent_config_map(self))
         out += postgres.config_maps(self)
+        out += pgvector.config_maps(self)
         if self.provider_setup:
             script = self.assets[PROVIDER_SETUP_SCRIPT_FILE]
             out.append(

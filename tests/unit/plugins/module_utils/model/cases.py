@@ -115,6 +115,8 @@ def reader(existing: dict[str, Any], classes: tuple[str, ...] = ("kwok-volume", 
                 continue
             if r["id"] in ("credentials", "provider_keys") and obj is not None:
                 obj = secret(r["name"], obj)
+                if r["id"] == "credentials" and existing.get("credentials_annotations"):
+                    obj["metadata"]["annotations"] = dict(existing["credentials_annotations"])
             elif r["id"] in ("migration_record", "provider_record", "backup_record") and obj is not None:
                 obj = {"kind": "ConfigMap", "metadata": {"name": r["name"]}, "data": obj}
             elif obj is True:
