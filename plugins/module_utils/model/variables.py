@@ -192,6 +192,8 @@ class Variables:
     rotate_db_password: bool
     rotate_redis_password: bool
     manifests_dir: str  # manifests only
+    images_upgrade_from: str  # images only
+    images_file: str  # images only
     restore_backup: str  # restore only
     restore_confirm: str  # restore only
     restore_image_tag: str  # restore only

@@ -98,20 +98,15 @@ def _elasticsearch(s: Settings) -> dict[str, str]:
 def _elasticsearch_checks(s: Settings) -> list[str]:
     if s.vector_store != "elasticsearch":
         return []
-    if s.elasticsearch_use_cloud:
-        return [message for ok, message in (
-            (bool(URL.match(s.elasticsearch_cloud_url or "")),
-             "dify_elasticsearch_use_cloud is true, so dify_elasticsearch_cloud_url (https://...) is required."),
-            (bool(s.elasticsearch_api_key or s.credentials_secret),
-             "dify_elasticsearch_use_cloud is true, so dify_elasticsearch_api_key is required."),
-        ) if not ok]  # fmt: skip
-    return (
-        []
-        if s.elasticsearch_host
-        else [
-            "dify_vector_store is elasticsearch, so dify_elasticsearch_host is required (or dify_elasticsearch_use_cloud)."
-        ]
-    )
+    if not s.elasticsearch_use_cloud:
+        return [] if s.elasticsearch_host else ["dify_vector_store is elasticsearch, so dify_elasticsearch_host is "
+                                                "required (or dify_elasticsearch_use_cloud)."]  # fmt: skip
+    return [message for ok, message in (
+        (bool(URL.match(s.elasticsearch_cloud_url or "")),
+         "dify_elasticsearch_use_cloud is true, so dify_elasticsearch_cloud_url (https://...) is required."),
+        (bool(s.elasticsearch_api_key or s.credentials_secret),
+         "dify_elasticsearch_use_cloud is true, so dify_elasticsearch_api_key is required."),
+    ) if not ok]  # fmt: skip
 
 
 def _external(name: str, client_env: Any, checks: Any) -> Component:

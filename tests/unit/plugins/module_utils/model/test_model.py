@@ -320,7 +320,7 @@ def test_the_prepare_step_reads_the_cluster_once():
     build.prepare(spec, "main", read, releases=releases())
     assert len(calls) == 1
     wanted = {"credentials", "migration_record", "migration_job", "migration_pods", "db_volume", "weaviate_volume",
-              "storage_classes", "deployments", "statefulsets", "backup_record"}  # fmt: skip
+              "storage_classes", "deployments", "statefulsets", "backup_record", "api_versions"}  # fmt: skip
     assert {r["id"] for r in calls[0]} == wanted
 
 
