@@ -6,6 +6,7 @@ with the setting."""
 from __future__ import annotations
 
 import base64
+import json
 
 from cluster_fixtures import Cluster
 
@@ -65,6 +66,29 @@ def test_pgvector_and_a_gateway_route_install_idempotently_and_the_route_leaves_
     secret = cluster.get("secret", "dify-credentials", namespace)
     assert secret["metadata"]["annotations"]["dify-ce.kubernetes/vector-store"] == "pgvector"
 
+    # status.yml knows the route: no Gateway accepted it (no controller here) is a problem; once a
+    # controller says Accepted (written here as a Gateway controller would), it is the address.
+    status = ansible("playbooks/status.yml", {**wanted})
+    assert status.rc != 0 and "no Gateway accepted the HTTPRoute dify" in status.result("Everything is healthy")["msg"]
+    condition = {
+        "type": "Accepted",
+        "status": "True",
+        "reason": "Accepted",
+        "message": "",
+        "lastTransitionTime": "2026-12-01T00:00:00Z",
+        "observedGeneration": route["metadata"]["generation"],
+    }
+    accepted = {"status": {"parents": [{"parentRef": {"name": "public", "namespace": "gateways"},
+                                        "controllerName": "example.com/gateway-controller",
+                                        "conditions": [condition]}]}}  # fmt: skip
+    cluster.kubectl("patch", "httproute", "dify", "-n", namespace, "--subresource=status", "--type=merge",
+                    "-p", json.dumps(accepted))  # fmt: skip
+    status = ansible("playbooks/status.yml", {**wanted})
+    assert status.rc == 0, status.stdout[-3000:]
+    report = status.result("Status of Dify in " + namespace)["dify_status"]
+    assert report["address"] == "https://dify.example.com" and report["vector_store"] == "pgvector"
+    assert "dify-pgvector" in report["workloads"]
+
     # Without the route's setting the route leaves; the rest stays.
     plain = ansible("site.yml", {"dify_namespace": namespace, "dify_vector_store": "pgvector",
                                  "dify_expose": "clusterip"})  # fmt: skip
@@ -77,6 +101,12 @@ def test_pgvector_and_a_gateway_route_install_idempotently_and_the_route_leaves_
     assert switch.rc != 0 and "dify_vector_store is weaviate, but this installation keeps its vectors in pgvector" in (
         switch.stdout)  # fmt: skip
     assert cluster.get("statefulset", "dify-weaviate", namespace) is None
+
+    # Uninstall removes a route too (a ServiceMonitor kind this cluster does not serve finds nothing).
+    assert ansible("site.yml", wanted).rc == 0 and cluster.get("httproute", "dify", namespace)
+    assert ansible("playbooks/uninstall.yml", {"dify_namespace": namespace}).rc == 0
+    assert cluster.get("httproute", "dify", namespace) is None
+    assert cluster.get("pvc", "data-dify-pgvector-0", namespace), "the vectors' volume stays"
 
 
 def test_the_image_list_is_what_the_manifests_pull(cluster, namespace, ansible, tmp_path):
