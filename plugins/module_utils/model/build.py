@@ -30,6 +30,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import (
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import (
     pgvector,
+    plugin_daemon,
     vector_stores,
     weaviate,
 )
@@ -131,6 +132,9 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
             found.append(read("db_volume", "PersistentVolumeClaim", names.statefulset_claim(s.provider(DATABASE))))
         if weaviate.bundled(s):
             found.append(read("weaviate_volume", "PersistentVolumeClaim", names.statefulset_claim("weaviate")))
+        if s.get("plugin_storage_access_mode", "ReadWriteOnce") != "ReadWriteOnce" or s.get("plugin_storage_class"):
+            # Its access mode and class cannot change: the volume there is checked first.
+            found.append(read("plugin_volume", "PersistentVolumeClaim", names.PLUGIN_PVC))
         if wanted_classes(s) and s.cluster_scoped_access:
             found.append({"id": "storage_classes", "api_version": "storage.k8s.io/v1", "kind": "StorageClass"})
         # What the cluster serves: the Gateway API (dify_expose: gateway, and a route to remove),
@@ -214,6 +218,7 @@ def prepare(
         if missing:
             raise InputError("Nothing was changed. " + " ".join(missing))
 
+    plugin_daemon.check_volume(s, _first(found, "plugin_volume"))
     running = live_images(found)
     # The vector store the data is in: another one only when asked (Dify does not move vectors).
     store_notice = ""

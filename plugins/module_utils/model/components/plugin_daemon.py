@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import observability
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.api import app_env_from
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.base import (
@@ -176,3 +177,25 @@ PLUGIN_DAEMON = Component(
     peers=True,
     scales=shared,
 )
+
+
+def check_volume(s: Settings, claim: dict[str, Any] | None) -> None:
+    """A volume claim's access mode and class cannot change: another one than the plugin volume
+    has is refused before anything changes (read only when a setting asks for something else
+    than the default)."""
+    if not claim or s.get("plugin_storage_type", "local") != "local":
+        return
+    spec = claim.get("spec") or {}
+    have_mode = (spec.get("accessModes") or ["ReadWriteOnce"])[0]
+    want_class = s.get("plugin_storage_class") or s.storage_class
+    differs = []
+    if have_mode != s.plugin_storage_access_mode:
+        differs.append(f"dify_plugin_storage_access_mode {s.plugin_storage_access_mode} (it has {have_mode})")
+    if want_class and spec.get("storageClassName") and spec["storageClassName"] != want_class:
+        differs.append(f"dify_plugin_storage_class {want_class} (it has {spec['storageClassName']})")
+    if differs:
+        raise InputError(
+            f"Nothing was changed. The plugin volume {names.PLUGIN_PVC} exists, and a volume claim's access mode and "
+            f"class cannot change: {'; '.join(differs)}. Copy the plugins to a new volume first (or reinstall the "
+            'plugins), or keep the volume as it is (docs/operators.md, "Several plugin daemons").'
+        )

@@ -451,3 +451,14 @@ def test_more_than_one_plugin_daemon_on_a_read_write_once_volume_is_refused():
     assert objects(model)[("Deployment", "dify-plugin-daemon")]["spec"]["replicas"] == 1
     with pytest.raises(InputError, match="dify_plugin_storage_oss_bucket"):
         prepare("default", dify_plugin_storage_type="aws_s3")
+
+
+def test_the_plugin_volume_keeps_its_access_mode():
+    claim = {"kind": "PersistentVolumeClaim", "metadata": {"name": names.PLUGIN_PVC},
+             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "kwok-volume"}}  # fmt: skip
+    with pytest.raises(InputError, match=r"dify_plugin_storage_access_mode ReadWriteMany \(it has ReadWriteOnce\)"):
+        prepare("default", existing={"plugin_volume": [claim]}, dify_plugin_storage_access_mode="ReadWriteMany")
+    rwx = dict(claim, spec={"accessModes": ["ReadWriteMany"], "storageClassName": "kwok-files"})
+    shared = {"dify_plugin_storage_access_mode": "ReadWriteMany", "dify_plugin_storage_class": "kwok-files"}
+    model = prepare("default", existing={"plugin_volume": [rwx]}, dify_plugin_daemon_replicas=2, **shared)
+    assert objects(model)[("Deployment", "dify-plugin-daemon")]["spec"]["replicas"] == 2
