@@ -18,7 +18,8 @@ description:
     address, what the probe found, and every problem in words (an empty list means healthy).
 options:
   _input:
-    description: The reads, by id (deployments, statefulsets, migration_job, migration_record, nginx_service).
+    description: The reads, by id (deployments, statefulsets, migration_job, migration_record, nginx_service,
+      http_route).
     type: dict
     required: true
   probe:
@@ -33,13 +34,18 @@ options:
     type: str
     default: dify
   expose:
-    description: How nginx is exposed (dify_expose); with V(loadbalancer) a missing address is a problem.
+    description: How nginx is exposed (dify_expose); with V(loadbalancer) a missing address is a problem, with
+      V(gateway) an HTTPRoute no Gateway accepted.
     type: str
     default: loadbalancer
   database:
     description: Dify's database (dify_db_database), for the messages.
     type: str
     default: dify
+  vector_store:
+    description: The vector store in use (dify_vector_store), reported as it is.
+    type: str
+    default: weaviate
 """
 
 EXAMPLES = r"""
@@ -50,7 +56,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: C(namespace), C(workloads) (name -> ready/wanted), C(migration), C(address), C(probe), C(problems).
+  description: C(namespace), C(vector_store), C(workloads) (name -> ready/wanted), C(migration), C(address), C(probe),
+    C(problems).
   type: dict
 """
 

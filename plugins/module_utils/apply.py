@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol, TypeVar
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import ApplyFailed, DifyError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import ApplyFailed, DifyError, NotFound
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.k8s import api_message, wait_until
 
 _QUANTITY = re.compile(r"^([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
@@ -161,6 +161,8 @@ class ApplyApi(Protocol):
              ) -> tuple[dict[str, dict[str, Any]], str]: ...  # fmt: skip
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None: ...
+
+    def api_versions(self) -> list[str]: ...
 
     def apply(self, obj: dict[str, Any], field_manager: str, force: bool, dry_run: bool) -> dict[str, Any]: ...
 
@@ -336,7 +338,10 @@ class Applier:
         for item in prune_kinds:
             api_version, kind = item["api_version"], item["kind"]
             label_selector = ",".join(part for part in (selector, item.get("label_selector")) if part)
-            existing, _version = self.api.list(api_version, kind, namespace, label_selector=label_selector)
+            try:
+                existing, _version = self.api.list(api_version, kind, namespace, label_selector=label_selector)
+            except NotFound:
+                continue  # a kind the cluster does not serve (a CRD not installed): nothing of it to prune
             deleted: set[str] = set()
             for name, obj in sorted(existing.items()):
                 if (api_version, kind, name) in wanted:
@@ -415,18 +420,25 @@ class Applier:
         return f"{kind} {name}: {ready(dict(obj, kind=kind))[1]}" + (f"; {'; '.join(conditions)}" if conditions else "")
 
 
+# The kind of the read that lists what the cluster serves (read_all).
+DISCOVERY = "APIGroupList"
+
+
 def read_all(api: ApplyApi, reads: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Several reads in one go, each as kubernetes.core.k8s_info returns it: ``{"resources": [...]}``.
 
     A read with a name GETs that object (missing: no resources); without one it LISTs the kind
-    (in the namespace, if given, filtered by the label selector). Errors name the read.
+    (in the namespace, if given, filtered by the label selector); kind APIGroupList reads the
+    discovery: one resource per group version served ({"groupVersion": ...}). Errors name the read.
     """
     found: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for read in reads:
         api_version, kind, name = read["api_version"], read["kind"], read.get("name")
         namespace = read.get("namespace")
         try:
-            if name:
+            if kind == DISCOVERY:
+                resources = [{"groupVersion": version} for version in api.api_versions()]
+            elif name:
                 obj = api.get(api_version, kind, name, namespace)
                 resources = [obj] if obj else []
             else:

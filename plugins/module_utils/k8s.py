@@ -58,6 +58,10 @@ KNOWN_KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("storage.k8s.io/v1", "CSIDriver"): ("csidrivers", False),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
     ("coordination.k8s.io/v1", "Lease"): ("leases", True),
+    # CRDs a setting may use (dify_expose: gateway, dify_metrics_enabled): applied only where the
+    # discovery lists their group version; listing them elsewhere finds nothing (404).
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("httproutes", True),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): ("servicemonitors", True),
 }
 
 # A watch request ends on the server after this long and is re-established: short enough that
@@ -149,6 +153,12 @@ class Kube:
         response = self.call(method, path, **kwargs)
         data = response.data if hasattr(response, "data") else response.read()
         return json.loads(data) if data else {}
+
+    def api_versions(self) -> list[str]:
+        """The group versions the cluster serves (GET /apis, one request; the core v1 too)."""
+        data = self._json("GET", "/apis", what="reading the API discovery")
+        versions = [v["groupVersion"] for g in data.get("groups") or [] for v in g.get("versions") or []]
+        return ["v1", *versions]
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:

@@ -64,7 +64,12 @@ AGENT_SSRF_PROXY_CONFIG = "dify-agent-ssrf-proxy"
 AGENT_HOME_PVC = "dify-agent-local-sandbox-home"
 AGENT_WORKSPACE_PVC = "dify-agent-local-sandbox-workspace"
 POSTGRES_INIT = "dify-postgres-init"
+PGVECTOR_INIT = "dify-pgvector-init"
 INGRESS = "dify"
+HTTP_ROUTE = "dify"
+# On the Secret dify-credentials: the vector store the installation keeps its vectors in (none:
+# Weaviate, the only store before dify_vector_store). A change is refused unless asked for.
+VECTOR_STORE_ANNOTATION = ANNOTATION_PREFIX + "vector-store"
 DEFAULT_DENY_POLICY = "dify-default-deny"
 
 MIGRATION_JOB = "dify-db-migration"

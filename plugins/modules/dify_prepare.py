@@ -30,7 +30,7 @@ options:
   entry_point:
     description: The entry point of the role (its argument spec) the task runs for.
     type: str
-    choices: [main, manifests, migrate_only, status, restore, uninstall]
+    choices: [main, manifests, migrate_only, status, restore, uninstall, adopt, images]
     default: main
   role_path:
     description: The dify role's directory (argument specs, the provider setup script). Default the role of the task.
@@ -83,4 +83,10 @@ uninstall:
   description: The kinds an uninstall deletes, in order, and the label selector.
   returned: for uninstall
   type: dict
+images:
+  description: Every image the installation pulls (objects, Jobs, Weaviate's steps), each with the reference
+    dify_image_registry makes of it (C(source), C(target)).
+  returned: for images
+  type: list
+  elements: dict
 """

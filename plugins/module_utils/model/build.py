@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import lock, migration, names, records
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.apply import DISCOVERY
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import DifyError, InputError, JobFailed
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import job_state
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job_args import migrate_spec_of
@@ -27,11 +28,18 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import (
     credentials,
     inputs,
 )
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import weaviate
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import (
+    pgvector,
+    plugin_daemon,
+    vector_stores,
+    weaviate,
+)
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.nginx import GATEWAY_API
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.monitoring import MONITORING_API
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.objects import Builder
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, Settings
 
-ENTRY_POINTS = ("main", "manifests", "migrate_only", "status", "restore", "uninstall", "adopt")
+ENTRY_POINTS = ("main", "manifests", "migrate_only", "status", "restore", "uninstall", "adopt", "images")
 
 # What uninstall removes, in this order: every object of these kinds carrying our labels. Volumes,
 # Secrets and the records that describe the data (records.py: migration, backups, provider setup,
@@ -40,6 +48,9 @@ UNINSTALL_KINDS = [
     {"api_version": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"},
     {"api_version": "policy/v1", "kind": "PodDisruptionBudget"},
     {"api_version": "networking.k8s.io/v1", "kind": "Ingress"},
+    # (Kinds of CRDs the cluster does not serve have nothing to prune.)
+    {"api_version": GATEWAY_API, "kind": "HTTPRoute"},
+    {"api_version": MONITORING_API, "kind": "ServiceMonitor"},
     {"api_version": "apps/v1", "kind": "Deployment"},
     {"api_version": "apps/v1", "kind": "StatefulSet"},
     {"api_version": "v1", "kind": "Service"},
@@ -82,8 +93,8 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
             out["name"] = name
         return out
 
-    if entry_point == "uninstall":
-        return []
+    if entry_point in ("uninstall", "images"):
+        return []  # (images: what an install of these settings pulls, without a cluster)
     found = [
         read("credentials", "Secret", names.CREDENTIALS),
         read("migration_record", "ConfigMap", names.MIGRATION_RECORD),
@@ -129,8 +140,14 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
             found.append(read("db_volume", "PersistentVolumeClaim", names.statefulset_claim(s.provider(DATABASE))))
         if weaviate.bundled(s):
             found.append(read("weaviate_volume", "PersistentVolumeClaim", names.statefulset_claim("weaviate")))
+        if s.get("plugin_storage_access_mode", "ReadWriteOnce") != "ReadWriteOnce" or s.get("plugin_storage_class"):
+            # Its access mode and class cannot change: the volume there is checked first.
+            found.append(read("plugin_volume", "PersistentVolumeClaim", names.PLUGIN_PVC))
         if wanted_classes(s) and s.cluster_scoped_access:
             found.append({"id": "storage_classes", "api_version": "storage.k8s.io/v1", "kind": "StorageClass"})
+        # What the cluster serves: the Gateway API (dify_expose: gateway, and a route to remove),
+        # the Prometheus operator's ServiceMonitor (dify_metrics_enabled).
+        found.append({"id": "api_versions", "api_version": "v1", "kind": DISCOVERY})
     if entry_point in ("status", "restore"):
         found.append(read("backup_record", "ConfigMap", names.BACKUP_RECORD))
     if entry_point == "restore":
@@ -149,6 +166,8 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
             read("statefulsets", "StatefulSet", api_version="apps/v1", label_selector=names.MANAGED_SELECTOR),
             read("nginx_service", "Service", names.workload("nginx")),
         ]
+        if s.expose == "gateway":
+            found.append(read("http_route", "HTTPRoute", names.HTTP_ROUTE, GATEWAY_API))
     return found
 
 
@@ -221,7 +240,12 @@ def prepare(
         if missing:
             raise InputError("Nothing was changed. " + " ".join(missing))
 
+    plugin_daemon.check_volume(s, _first(found, "plugin_volume"))
     running = live_images(found)
+    # The vector store the data is in: another one only when asked (Dify does not move vectors).
+    store_notice = ""
+    if entry_point in credentials.WRITING_ENTRY_POINTS:
+        store_notice = vector_stores.check_switch(s, _first(found, "credentials"), bool(record) or bool(running))
     backups = _backups(_first(found, "backup_record"))
     prefix = (s.image_registry.rstrip("/") + "/") if s.image_registry else ""
     # Weaviate's volume without its StatefulSet (after an uninstall) holds the data of the Weaviate
@@ -237,6 +261,9 @@ def prepare(
                 "last migrated here), which the upgrade of Weaviate starts from."
             )
     live = dict(running, weaviate=weaviate_live) if weaviate_live else running
+    if entry_point == "images" and s.get("images_upgrade_from") and weaviate.bundled(s):
+        # The Weaviate of the release upgraded from: its steps are pulled too.
+        live = {"weaviate": prefix + catalog.weaviate_of(releases or {}, s.images_upgrade_from)}
     # (A restore runs another release afterwards: it checks that release's Weaviate itself.)
     # No downgrade below what the data is at, even when its record was deleted: then the api that runs says.
     # After a restore the data is at the restored release (the api Deployment still names the newer one).
@@ -246,6 +273,8 @@ def prepare(
     at = record if (record or {}).get("image") else ({"image": api_image} if api_image else None)
     release = catalog.resolve(s, releases or {}, at, {} if entry_point == "restore" else live, backups)
     image_of = images(s, release)
+    if "pgvector" in image_of:
+        pgvector.check_image(running.get("pgvector", ""), image_of["pgvector"])
     if weaviate_notice and weaviate_live != image_of.get("weaviate"):
         release.notices.append(weaviate_notice)
     creds = credentials.decide(
@@ -263,6 +292,12 @@ def prepare(
     )
     if adoption is not None:
         adopt.check_postgres(adoption.source, image_of["postgres"])
+    served = {r.get("groupVersion") for r in (found.get("api_versions") or {}).get("resources") or []}
+    if s.expose == "gateway" and entry_point in ("main", "adopt") and GATEWAY_API not in served:
+        raise InputError(
+            f"Nothing was changed. dify_expose is gateway, but this cluster does not serve {GATEWAY_API} (the Gateway "
+            "API's CRDs, standard channel): install them and a Gateway controller first, or choose another dify_expose."
+        )
     # The release the data is at: the record's, else (a record deleted by hand) the api's that runs.
     previous = (record or {}).get("image", "") or api_image
     builder = Builder(
@@ -274,6 +309,7 @@ def prepare(
         release=release,
         stamp=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now())),
     )
+    builder.api_versions = {v for v in served if v}
     model = build(builder)
     # A first install (no Dify runs, none was ever migrated here) starts what does not use Dify's
     # schema during the migration: nothing is serving that a new component could break. Every
@@ -362,6 +398,7 @@ def prepare(
         "changes": changes(running, model),
         "notices": creds.notices
         + release.notices
+        + ([store_notice] if store_notice else [])
         + ([f"The backup of this upgrade was taken already ({taken}); it is not taken again."] if taken else []),
     }
     if builder.provider_setup:
@@ -396,7 +433,7 @@ def prepare(
     if entry_point == "status":
         result["status_reads"] = {key: found.get(key, {"resources": []}) for key in
                                   ("deployments", "statefulsets", "migration_job", "migration_record",
-                                   "nginx_service", "backup_record")}  # fmt: skip
+                                   "nginx_service", "backup_record", "http_route")}  # fmt: skip
         api_image = _running_api_image(found)
         if api_image:
             result["jobs"]["status_probe"]["spec"]["containers"][0]["image"] = api_image
@@ -407,7 +444,26 @@ def prepare(
     if adoption is not None:
         result["adopt"] = adopt.model(adoption, builder, model)
         plan["notices"] += adoption.notices
+    if entry_point == "images":
+        result["images"] = mirror_list(s, model)
     return result
+
+
+def pulled_images(model: dict[str, Any]) -> list[str]:
+    """Every image the model's pods run: the objects of every phase, the Jobs, Weaviate's steps."""
+    pods = [o["spec"]["template"]["spec"] for phase in model["objects"].values() for o in phase
+            if o["kind"] in ("Deployment", "StatefulSet")]  # fmt: skip
+    pods += [job["spec"] for job in model["jobs"].values()]
+    pods += [step["spec"]["template"]["spec"] for step in model.get("weaviate_steps") or []]
+    found = {c["image"] for spec in pods for c in [*spec.get("initContainers", []), *spec["containers"]]}
+    return sorted(found)
+
+
+def mirror_list(s: Settings, model: dict[str, Any]) -> list[dict[str, str]]:
+    """Each image as the public registries serve it (source) and as dify_image_registry pulls it (target)."""
+    prefix = (s.image_registry.rstrip("/") + "/") if s.image_registry else ""
+    return [{"source": image[len(prefix):] if prefix and image.startswith(prefix) else image, "target": image}
+            for image in pulled_images(model)]  # fmt: skip
 
 
 BACKUP_NAME = re.compile(r"^dify_[^_/]+_to_[^_/]+_[0-9]{8}T[0-9]{6}Z$")
@@ -587,7 +643,9 @@ def build(b: Builder) -> dict[str, Any]:
     app = [b.service(w.name, w.service_ports) for w in deployments if w.service_ports]
     app += [b.deployment(w, config_data) for w in deployments]
     app += b.budgets(deployments) + b.autoscalers(deployments)
+    app += b.service_monitors(deployments + statefulsets)
     expose = [b.nginx_service()] + ([b.ingress()] if s.expose == "ingress" else [])
+    expose += [b.http_route()] if s.expose == "gateway" else []
 
     prune = {
         # With dify_network_policies off, existing ones go. ConfigMaps a setting no longer asks for
@@ -607,7 +665,7 @@ def build(b: Builder) -> dict[str, Any]:
             {
                 "api_version": "v1",
                 "kind": "Service",
-                "label_selector": _phase_prune(list(components.data_components())),
+                "label_selector": _phase_prune(list(components.data_components(s))),
             },
         ],
         # Budgets and autoscalers the settings no longer ask for go first: a leftover autoscaler
@@ -622,11 +680,16 @@ def build(b: Builder) -> dict[str, Any]:
                 "kind": "Service",
                 # (nginx's Service is the expose phase's.)
                 "label_selector": f"{names.LABEL_COMPONENT} notin "
-                f"({','.join([*components.data_components(), *components.exposed()])})",
+                f"({','.join([*components.data_components(s), *components.exposed()])})",
             },
         ],
         "expose": [{"api_version": "networking.k8s.io/v1", "kind": "Ingress"}],
     }
+    # Kinds of CRDs where the cluster serves them: a route or monitor no longer asked for goes.
+    if s.expose == "gateway" or b.serves(GATEWAY_API):
+        prune["expose"].append({"api_version": GATEWAY_API, "kind": "HTTPRoute"})
+    if b.serves(MONITORING_API):
+        prune["app"].append({"api_version": MONITORING_API, "kind": "ServiceMonitor"})
     return {
         "objects": {"config": config, "data": data, "app": app, "expose": expose},
         "secrets": b.secrets(),

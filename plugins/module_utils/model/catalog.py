@@ -13,6 +13,7 @@ from typing import Any
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import (
+    ALL,
     image_variables,
     of_feature,
     weaviate,
@@ -159,6 +160,10 @@ def resolve(
         if images.get(component) and images[component] != given and known:
             notices.append(f"dify_{var} {given} replaces the catalog's {images[component]} for {version}.")
         images[component] = given
+
+    # The images of the vector stores not chosen are not this installation's (nor to be mirrored).
+    other_stores = {c.image for c in ALL if c.client_env and c.image and c.name != s.vector_store}
+    images = {k: v for k, v in images.items() if k not in other_stores}
 
     components = [c for c in entry.get("components", []) if _since(entry, c, parsed)]
     # The release features run where the release has them unless switched off (Dify's compose

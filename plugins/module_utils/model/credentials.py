@@ -17,7 +17,12 @@ from typing import Any, Callable
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, REDIS, Settings
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import (
+    DATABASE,
+    REDIS,
+    VECTOR_STORE,
+    Settings,
+)
 
 # Secret key <- variable. Keys that components must share are one key each: equal by construction.
 CREDENTIAL_VARIABLES = {
@@ -40,12 +45,35 @@ AGENT_CREDENTIAL_VARIABLES = {
 }
 # What data and sessions depend on: never generated while an installation exists (decide()).
 STATEFUL = {"SECRET_KEY": "secret_key", "DB_PASSWORD": "db_password", "REDIS_PASSWORD": "redis_password"}
+# The bundled pgvector's password (dify_vector_store: pgvector): generated once like the others,
+# given for an external server, kept in the Secret from then on.
+PGVECTOR_PASSWORD = "PGVECTOR_PASSWORD"
+# The secrets of what operators choose to run (docs/operators.md), under Dify's own names: the key
+# in dify-credentials <- (its variable, whether the settings use it). Written only when used and
+# given; never generated. The api image's pods read them through envFrom, the plugin daemon
+# through envFrom or a secretKeyRef under its own name (components/plugin_daemon.py).
+OPERATOR_SECRET_VARIABLES: dict[str, tuple[str, Callable[[Settings], bool]]] = {
+    "QDRANT_API_KEY": ("qdrant_api_key", lambda s: s.vector_store == "qdrant"),
+    "MILVUS_TOKEN": ("milvus_token", lambda s: s.vector_store == "milvus"),
+    "MILVUS_PASSWORD": ("milvus_password", lambda s: s.vector_store == "milvus"),
+    "OPENSEARCH_PASSWORD": ("opensearch_password", lambda s: s.vector_store == "opensearch"),
+    "ELASTICSEARCH_PASSWORD": ("elasticsearch_password", lambda s: s.vector_store == "elasticsearch"),
+    "ELASTICSEARCH_API_KEY": ("elasticsearch_api_key", lambda s: s.vector_store == "elasticsearch"),
+    "REDIS_SENTINEL_PASSWORD": ("redis_sentinel_password", lambda s: bool(s.get("redis_sentinels"))),
+    "CELERY_SENTINEL_PASSWORD": ("redis_sentinel_password", lambda s: bool(s.get("redis_sentinels"))),
+    "EVENT_BUS_REDIS_URL": ("redis_event_bus_url", lambda s: bool(s.get("redis_sentinels"))),
+    "OTLP_API_KEY": ("otel_api_key", lambda s: bool(s.get("otel_endpoint"))),
+    "PLUGIN_AWS_ACCESS_KEY": ("plugin_aws_access_key", lambda s: s.get("plugin_storage_type") == "aws_s3"),
+    "PLUGIN_AWS_SECRET_KEY": ("plugin_aws_secret_key", lambda s: s.get("plugin_storage_type") == "aws_s3"),
+}
 # What a Secret the user manages may hold: key (as in dify-credentials) <- the variable it stands for.
 USER_SECRET_KEYS = {
     **CREDENTIAL_VARIABLES,
     "S3_ACCESS_KEY": "s3_access_key",
     "S3_SECRET_KEY": "s3_secret_key",
     "OPENAI_API_KEY": "openai_api_key",
+    PGVECTOR_PASSWORD: "pgvector_password",
+    **{key: var for key, (var, _used) in OPERATOR_SECRET_VARIABLES.items() if key != "CELERY_SENTINEL_PASSWORD"},
 }
 # Entry points that write the Secret; the others only read what is stored.
 WRITING_ENTRY_POINTS = ("main", "manifests", "migrate_only", "adopt")
@@ -99,6 +127,16 @@ class Credentials:
             env.update({key: v[key] for key in AGENT_CREDENTIAL_VARIABLES})
             # The agent keeps its runs in Redis database 2 (Dify's default for it).
             env["AGENT_REDIS_URL"] = f"{scheme}://:{password}@{redis_host}:{s.redis_port}/2"
+        if PGVECTOR_PASSWORD in v:
+            env[PGVECTOR_PASSWORD] = v[PGVECTOR_PASSWORD]
+        env.update(operator_secrets(s))
+        if s.get("redis_sentinels"):
+            # Celery's broker through the sentinels (sentinel://, one URL per sentinel joined with ";",
+            # the Redis password of the master; dify:docker/.env.example@0ef8b5a0ca), and what does
+            # not follow Sentinel (the agent's runs) on the event bus's Redis, database 2.
+            env["CELERY_BROKER_URL"] = ";".join(f"sentinel://:{password}@{node}/1" for node in s.redis_sentinels)
+            if "AGENT_REDIS_URL" in env:
+                env["AGENT_REDIS_URL"] = with_database(s.redis_event_bus_url, 2)
         return env
 
     def provider_fingerprint(self, s: Settings) -> str:
@@ -108,6 +146,22 @@ class Credentials:
              self.provider.get("OPENAI_API_KEY", "")]
         )  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def operator_secrets(s: Settings) -> dict[str, str]:
+    """The secrets of the operators' settings that are used and given (OPERATOR_SECRET_VARIABLES)."""
+    out = {}
+    for key, (var, used) in OPERATOR_SECRET_VARIABLES.items():
+        value = s.get(var) or ""
+        if value and used(s):
+            out[key] = value
+    return out
+
+
+def with_database(url: str, database: int) -> str:
+    """A redis:// URL with another database number."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))
 
 
 def provider_setup_enabled(s: Settings) -> bool:
@@ -142,6 +196,12 @@ def decide(
     wanted = dict(CREDENTIAL_VARIABLES)
     if agent or any(key in stored for key in AGENT_CREDENTIAL_VARIABLES):
         wanted.update(AGENT_CREDENTIAL_VARIABLES)
+    pgvector_bundled = s.vector_store == "pgvector" and s.bundled(VECTOR_STORE)
+    if s.vector_store == "pgvector" and not pgvector_bundled and writing:
+        # An external server's password is given (or the one kept), never made up.
+        values[PGVECTOR_PASSWORD] = s.get("pgvector_password") or stored.get(PGVECTOR_PASSWORD, "")
+    elif pgvector_bundled or PGVECTOR_PASSWORD in stored:
+        wanted[PGVECTOR_PASSWORD] = "pgvector_password"
     for key, var in wanted.items():
         if key == "AGENT_SERVER_SECRET_KEY" and writing:
             values[key] = s.get(var) or stored.get(key) or new_agent_key()
@@ -155,12 +215,18 @@ def decide(
     if not writing:
         return creds
 
-    lost = [f"dify_{var}" for key, var in STATEFUL.items() if key not in stored and not s.get(var)
+    stateful = STATEFUL
+    lost = [f"dify_{var}" for key, var in stateful.items() if key not in stored and not s.get(var)
             and (key != "REDIS_PASSWORD" or s.bundled(REDIS))]  # fmt: skip
     if evidence and lost:
+        what = (
+            "is missing (deleted?)"
+            if not stored
+            else "lacks " + ", ".join(key for key, var in stateful.items() if f"dify_{var}" in lost)
+        )
         raise InputError(
-            f"Nothing was changed. Secret {names.CREDENTIALS} is missing (deleted?), but namespace {s.namespace} holds "
-            f"an installation ({', '.join(evidence)}). New values would sign every user out, make what Dify encrypted "
+            f"Nothing was changed. Secret {names.CREDENTIALS} {what}, but namespace {s.namespace} holds an "
+            f"installation ({', '.join(evidence)}). New values would sign every user out, make what Dify encrypted "
             "with SECRET_KEY unreadable and lock the pods out of existing data. Give back the values it ran with: "
             f"{', '.join(lost)} (or dify_credentials_secret). The other keys, shared only between the pods this run "
             "restarts, are made anew.",
@@ -212,6 +278,17 @@ def decide(
         )
     else:
         creds.rotate_db_password = db_changes
+    if (
+        pgvector_bundled
+        and s.get("pgvector_password")
+        and s.pgvector_password != stored.get(PGVECTOR_PASSWORD, s.pgvector_password)
+    ):
+        raise InputError(
+            f"dify_pgvector_password differs from the password in Secret {names.CREDENTIALS}, which the bundled "
+            "pgvector was initialised with: PostgreSQL keeps it, and Dify would be locked out of its vectors. Nothing "
+            "was changed. Remove dify_pgvector_password to keep the current one (changing it is ALTER USER in the "
+            "pgvector server first, then this variable)."
+        )
     redis_changes = bool(s.redis_password) and s.redis_password != stored.get("REDIS_PASSWORD", s.redis_password)
     if redis_changes and not s.rotate_redis_password:
         raise InputError(

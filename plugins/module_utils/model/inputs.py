@@ -10,6 +10,7 @@ import re
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import components
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import observability
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import Settings
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -57,9 +58,13 @@ def is_port_or_range(value: object) -> bool:
 
 def replicas(s: Settings) -> dict[str, int]:
     """Replicas per Deployment that may run several (its dify_<component>_replicas): with dify_ha
-    at least two."""
-    floor = 2 if s.ha else 0
-    return {component: max(s.get(var), floor) for component, var in components.replica_variables().items()}
+    at least two (where the component scales: the plugin daemon only on shared storage)."""
+
+    def floor(component: str) -> int:
+        scales = components.named(component).scales
+        return 2 if s.ha and (scales is None or scales(s)) else 0
+
+    return {component: max(s.get(var), floor(component)) for component, var in components.replica_variables().items()}
 
 
 def problems(s: Settings) -> list[str]:
@@ -104,6 +109,7 @@ def problems(s: Settings) -> list[str]:
     # What each component checks of its own variables (an external data service's address).
     for component in components.ALL:
         found += component.checks(s) if component.checks else []
+    found += observability.checks(s)
     check(
         not s.public_url or bool(URL.match(s.public_url)),
         f"dify_public_url '{s.public_url}' must be empty or an http(s):// URL.",
@@ -152,7 +158,7 @@ def problems(s: Settings) -> list[str]:
     sizes = {
         name: s.get(name)
         for name in ("files_storage_size", "postgres_storage_size", "redis_storage_size", "weaviate_storage_size",
-                     "plugin_storage_size", "backup_storage_size")
+                     "plugin_storage_size", "backup_storage_size", "pgvector_storage_size")
     }  # fmt: skip
     check(
         all(QUANTITY.match(str(v)) for v in sizes.values()),

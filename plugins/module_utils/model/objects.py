@@ -13,6 +13,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.con
     ConfigMaps,
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.jobs import Jobs
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.monitoring import Monitoring
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.namespace import Namespace
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.policies import Policies
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.secrets import Secrets
@@ -23,5 +24,5 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.wor
 __all__ = ["PROVIDER_SETUP_SCRIPT_FILE", "Builder"]
 
 
-class Builder(Namespace, ConfigMaps, Secrets, Volumes, Workloads, Services, Availability, Policies, Jobs):
+class Builder(Namespace, ConfigMaps, Secrets, Volumes, Workloads, Services, Availability, Policies, Jobs, Monitoring):
     """Builds the objects of one installation (kinds.base.BuilderBase holds what they share)."""

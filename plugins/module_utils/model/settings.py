@@ -18,8 +18,8 @@ DATABASE = "database"
 REDIS = "redis"
 VECTOR_STORE = "vector-store"
 DATA_SERVICES = (DATABASE, REDIS, VECTOR_STORE)
-# The vector store kind: Weaviate is the only one so far. A second one brings a variable that
-# chooses (dify_vector_store) and its component module (components/).
+# The vector store kind (dify_vector_store): each kind is a component module (components/); Weaviate
+# and pgvector may be bundled, the others are external.
 DEFAULT_VECTOR_STORE = "weaviate"
 
 
@@ -50,8 +50,8 @@ class Settings(Variables):
     # ------------------------------------------------------------------ derived
     @property
     def vector_store(self) -> str:
-        """The kind of vector store Dify uses (its VECTOR_STORE)."""
-        return DEFAULT_VECTOR_STORE
+        """The kind of vector store Dify uses (its VECTOR_STORE, dify_vector_store)."""
+        return str(self.get("vector_store") or DEFAULT_VECTOR_STORE)
 
     def provider(self, service: str) -> str:
         """The component that provides a data service when it is bundled."""

@@ -27,6 +27,24 @@ def probe_result(probe: dict[str, Any] | None, check_mode: bool) -> dict[str, An
     return {"error": "it printed no result; last lines: " + " | ".join((probe.get("logs") or [])[-3:])}
 
 
+def route_state(route: dict[str, Any] | None) -> tuple[str, str]:
+    """The address of the HTTPRoute (its first host name; TLS ends at the Gateway) and what is
+    wrong with it: missing, or accepted by no Gateway (its parents' Accepted conditions)."""
+    if not route:
+        return "", f"the HTTPRoute {names.HTTP_ROUTE} is missing (dify_expose is gateway)"
+    hosts = (route.get("spec") or {}).get("hostnames") or []
+    address = f"https://{hosts[0]}" if hosts else ""
+    conditions = [(parent.get("parentRef") or {}, c) for parent in (route.get("status") or {}).get("parents") or []
+                  for c in parent.get("conditions") or [] if c.get("type") == "Accepted"]  # fmt: skip
+    if any(c.get("status") == "True" for _ref, c in conditions):
+        return address, ""
+    why = "; ".join(f"{ref.get('name', '?')}: {c.get('reason', '')} {c.get('message', '')}".strip()
+                    for ref, c in conditions)  # fmt: skip
+    return address, f"no Gateway accepted the HTTPRoute {names.HTTP_ROUTE}" + (
+        f" ({why})" if why else " (no Gateway controller answered yet)"
+    )
+
+
 def assess(
     reads: dict[str, Any],
     probe: dict[str, Any] | None = None,
@@ -34,6 +52,7 @@ def assess(
     namespace: str = "dify",
     expose: str = "loadbalancer",
     database: str = "dify",
+    vector_store: str = "weaviate",
 ) -> dict[str, Any]:
     """Workloads and their readiness, the last migration, the address, the probe, and every
     problem in words."""
@@ -89,6 +108,9 @@ def assess(
     address = f"http://{ingress[0].get('ip') or ingress[0].get('hostname')}" if ingress else ""
     if expose == "loadbalancer" and not address:
         problems.append("the LoadBalancer has no address")
+    if expose == "gateway":
+        address, problem = route_state((_resources(reads, "http_route") or [None])[0])
+        problems += [problem] if problem else []
 
     found = probe_result(probe, check_mode)
     if "error" in found:
@@ -105,6 +127,7 @@ def assess(
             problems.append(f"the api cannot reach the plugin daemon: {daemon.get('error') or json.dumps(daemon)}")
     return {
         "namespace": namespace,
+        "vector_store": vector_store,
         "workloads": states,
         "migration": migration,
         "address": address,

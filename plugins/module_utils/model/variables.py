@@ -79,6 +79,67 @@ class Variables:
     weaviate_grpc_endpoint: str
     weaviate_storage_size: str
     plugin_storage_size: str
+    vector_store: Literal["weaviate", "pgvector", "qdrant", "milvus", "opensearch", "elasticsearch"]
+    vector_store_reindex: bool
+    pgvector_enabled: bool
+    pgvector_host: str
+    pgvector_port: int
+    pgvector_user: str
+    pgvector_password: str
+    pgvector_database: str
+    pgvector_storage_size: str
+    pgvector_image: str
+    qdrant_url: str
+    qdrant_api_key: str
+    milvus_uri: str
+    milvus_token: str
+    milvus_user: str
+    milvus_password: str
+    milvus_database: str
+    opensearch_host: str
+    opensearch_port: int
+    opensearch_secure: bool
+    opensearch_verify_certs: bool
+    opensearch_auth_method: Literal["basic", "aws_managed_iam"]
+    opensearch_user: str
+    opensearch_password: str
+    opensearch_aws_region: str
+    opensearch_aws_service: Literal["es", "aoss"]
+    elasticsearch_host: str
+    elasticsearch_port: int
+    elasticsearch_username: str
+    elasticsearch_password: str
+    elasticsearch_verify_certs: bool
+    elasticsearch_use_cloud: bool
+    elasticsearch_cloud_url: str
+    elasticsearch_api_key: str
+    redis_sentinels: list[str]
+    redis_sentinel_service_name: str
+    redis_sentinel_username: str
+    redis_sentinel_password: str
+    redis_sentinel_socket_timeout: float
+    redis_event_bus_url: str
+    otel_endpoint: str
+    otel_protocol: Literal["http", "grpc"]
+    otel_api_key: str
+    otel_sampling_rate: float
+    metrics_enabled: bool
+    metrics_service_monitor_labels: dict[str, Any]
+    network_policy_monitoring_namespaces: list[str]
+    pip_mirror_url: str
+    pip_extra_args: str
+    plugin_daemon_replicas: int
+    plugin_storage_type: Literal["local", "aws_s3"]
+    plugin_storage_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"]
+    plugin_storage_class: str
+    plugin_storage_oss_bucket: str
+    plugin_s3_endpoint: str
+    plugin_s3_use_aws: bool
+    plugin_s3_use_path_style: bool
+    plugin_s3_use_aws_managed_iam: bool
+    plugin_aws_region: str
+    plugin_aws_access_key: str
+    plugin_aws_secret_key: str
     api_replicas: int
     worker_replicas: int
     web_replicas: int
@@ -92,7 +153,7 @@ class Variables:
     marketplace_enabled: bool
     ssrf_proxy_denied_cidrs: list[str]
     ssrf_proxy_allowed_ports: list[str]
-    expose: Literal["loadbalancer", "ingress", "clusterip"]
+    expose: Literal["loadbalancer", "ingress", "gateway", "clusterip"]
     loadbalancer_pool: str
     loadbalancer_ip: str
     service_annotations: dict[str, Any]
@@ -100,6 +161,8 @@ class Variables:
     ingress_class: str
     ingress_tls_secret: str
     ingress_annotations: dict[str, Any]
+    gateway_parent_refs: list[dict[str, Any]]
+    gateway_hostnames: list[str]
     loadbalancer_timeout: int
     migration_timeout: int
     migration_pod_annotations: dict[str, Any]
@@ -130,6 +193,8 @@ class Variables:
     rotate_db_password: bool
     rotate_redis_password: bool
     manifests_dir: str  # manifests only
+    images_upgrade_from: str  # images only
+    images_file: str  # images only
     restore_backup: str  # restore only
     restore_confirm: str  # restore only
     restore_image_tag: str  # restore only

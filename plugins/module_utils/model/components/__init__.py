@@ -18,26 +18,29 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.component
     api,
     jobs,
     nginx,
+    pgvector,
     plugin_daemon,
     postgres,
     redis,
     sandbox,
     ssrf_proxy,
+    vector_stores,
     weaviate,
     web,
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.base import (
     ALWAYS,
+    EXTERNAL,
     INTERNET,
     JOB,
     ON_REQUEST,
     Component,
 )
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, VECTOR_STORE, Settings
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, Settings
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.variables import Variables
 
 # In the order they are rendered: what every release runs, then what newer releases add (in the
-# order they came), the data services, the pods of the Jobs.
+# order they came), the data services, the pods of the Jobs, the external vector stores.
 ALL: tuple[Component, ...] = (
     api.API,
     api.WORKER,
@@ -54,7 +57,9 @@ ALL: tuple[Component, ...] = (
     postgres.POSTGRES,
     redis.REDIS,
     weaviate.WEAVIATE,
+    pgvector.PGVECTOR,
     *jobs.JOBS,
+    *vector_stores.EXTERNAL_STORES,
 )
 
 
@@ -139,9 +144,10 @@ def schema_independent() -> tuple[str, ...]:
     return _names(lambda c: c.schema_independent)
 
 
-def data_components() -> tuple[str, ...]:
-    """The bundled data services (StatefulSets): what a switch to an external one prunes."""
-    return _names(lambda c: c.data_service)
+def data_components(s: Settings | None = None) -> tuple[str, ...]:
+    """The bundled data services (StatefulSets): what a switch to an external one prunes. With
+    settings: those the settings may bundle (the chosen vector store's, not the others')."""
+    return _names(lambda c: c.data_service and (s is None or s.provider(c.data_service) == c.name))
 
 
 def exposed() -> tuple[str, ...]:
@@ -178,7 +184,7 @@ def default_resources() -> dict[str, dict[str, Any]]:
 
 def resource_keys() -> tuple[str, ...]:
     """What dify_resources may name."""
-    return tuple(dict.fromkeys(c.resources_key for c in ALL))
+    return tuple(dict.fromkeys(c.resources_key for c in ALL if c.kind != EXTERNAL))
 
 
 def replica_variables() -> dict[str, str]:
@@ -200,6 +206,11 @@ def running(s: Settings, release: Any, kind: str) -> list[Component]:
     return [c for c in ALL if c.kind == kind and c.runs(s, release)]
 
 
+def vector_store_kinds() -> tuple[str, ...]:
+    """The kinds of vector store dify_vector_store may choose (each tells Dify's pods how to reach it)."""
+    return _names(lambda c: c.client_env is not None)
+
+
 def vector_store(s: Settings) -> Component:
     """The vector store in use, bundled or external."""
-    return next(c for c in providers(VECTOR_STORE) if c.name == s.vector_store)
+    return next(c for c in ALL if c.client_env is not None and c.name == s.vector_store)

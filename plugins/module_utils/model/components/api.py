@@ -24,6 +24,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.component
     http,
     shell,
 )
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.redis import sentinel_liveness
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import DATABASE, REDIS, VECTOR_STORE
 
 # The api's own variables (Dify's compose sets them on the api only): what Dify shows for remote
@@ -108,7 +109,8 @@ def _beat(c: Component, b: Any) -> Workload:
         b,
         env=[{"name": "MODE", "value": "beat"}],
         # beat is useless without its broker; report (and after a while restart) when unreachable.
-        liveness=shell(
+        liveness=sentinel_liveness(b.s)
+        or shell(
             "python -c \"import os, redis; redis.Redis.from_url(os.environ['CELERY_BROKER_URL'], "
             'socket_timeout=5).ping()"',
             initialDelaySeconds=30,

@@ -20,6 +20,9 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings 
 DEPLOYMENT = "Deployment"
 STATEFULSET = "StatefulSet"
 JOB = "Job"  # the pod of a Job (kinds/jobs.py builds it): NetworkPolicy only
+# A service outside the namespace that a setting chooses (an external vector store): what Dify's
+# pods are told, no workload.
+EXTERNAL = "External"
 # Direct internet access: never; when dify_network_policy_internet_egress names it; always (the
 # SSRF proxies, whose purpose it is). Never towards dify_private_cidrs nor link-local.
 NEVER = "never"
@@ -71,6 +74,33 @@ class Port:
         return not self.until or release is None or not release.at_least(self.until)
 
 
+def image_version(image: str) -> tuple[int, ...]:
+    """(major, minor, patch) of an image's tag (0.5.7-local -> (0, 5, 7)); () for other tags."""
+    tag = image.rsplit("/", 1)[-1].partition(":")[2].split("@", 1)[0].lstrip("v")
+    parts = []
+    for part in tag.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit()) if part[:1].isdigit() else ""
+        if not digits or not part.startswith(digits):
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Where a component serves Prometheus metrics (dify_metrics_enabled): a port of its own (added
+    to its pods and Service when on) or one it declares, the path, what its pods are told to turn
+    them on, and from which version of its image on it serves them (``since``, empty: always)."""
+
+    port: Port
+    path: str = "/metrics"
+    env: tuple[tuple[str, str], ...] = ()
+    since: tuple[int, ...] = ()
+
+    def served_by(self, image: str) -> bool:
+        return not self.since or image_version(image) >= self.since
+
+
 @dataclass(frozen=True, eq=False)
 class Component:
     """Every fact about one component, declared once."""
@@ -104,6 +134,14 @@ class Component:
     # (Dify's compose then connects it directly): use -> uses, INTERNET among them for the internet.
     # The agent's local sandbox before the agent's SSRF proxy came (1.16.0).
     instead: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Prometheus metrics it serves (dify_metrics_enabled).
+    metrics: Metrics | None = None
+    # Its replicas call each other on the ports they serve (a rule between its own pods when it
+    # runs more than one).
+    peers: bool = False
+    # Whether dify_ha gives it a second replica (None: always; the plugin daemon: where its
+    # storage is shared).
+    scales: Callable[[Settings], bool] | None = None
 
     @property
     def resources_key(self) -> str:
@@ -135,10 +173,21 @@ class Component:
             return bool(release.has(self.name))
         return True
 
+    def metrics_on(self, b: Any) -> Metrics | None:
+        """Its metrics, when they are asked for and its image serves them."""
+        if self.metrics and b.s.get("metrics_enabled", False) and self.metrics.served_by(b.images[self.image]):
+            return self.metrics
+        return None
+
     def workload(self, b: Any, **fields: Any) -> Workload:
-        """A Workload with what the component declares (name, image, resources, replicas, ports);
-        its pod function gives the rest."""
-        ports = self.ports_in(b.release)
+        """A Workload with what the component declares (name, image, resources, replicas, ports,
+        its metrics when asked for); its pod function gives the rest."""
+        ports = list(self.ports_in(b.release))
+        metrics = self.metrics_on(b)
+        if metrics:
+            if metrics.port not in ports:
+                ports.append(metrics.port)
+            fields["env"] = [*fields.get("env", []), *({"name": k, "value": v} for k, v in metrics.env)]
         return Workload(
             name=self.name,
             image=b.images[self.image],
@@ -148,6 +197,7 @@ class Component:
             # An exposed component's Service is built by its module for the expose phase.
             service_ports=[] if self.exposed else
             [{"name": p.name, "port": p.number, "targetPort": p.name} for p in ports],
+            metrics=metrics,
             **fields,
         )  # fmt: skip
 
@@ -179,6 +229,8 @@ class Workload:
     # StatefulSets: the volume claim template "data".
     data_path: str = ""
     data_size: str = ""
+    # Its metrics, when scraped (Component.metrics_on).
+    metrics: Metrics | None = None
 
     @property
     def resources_key(self) -> str:

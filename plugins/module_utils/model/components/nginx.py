@@ -7,6 +7,7 @@ process (configs.nginx_conf)."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
@@ -95,6 +96,46 @@ def ingress(b: Any) -> dict[str, Any]:
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
 
 
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
+def http_route(b: Any) -> dict[str, Any]:
+    """With dify_expose: gateway, the HTTPRoute from the Gateways named (TLS ends there) to nginx's
+    Service, every path."""
+    s = b.s
+    spec: dict[str, Any] = {"parentRefs": [dict(ref) for ref in s.gateway_parent_refs]}
+    if s.gateway_hostnames:
+        spec["hostnames"] = list(s.gateway_hostnames)
+    spec["rules"] = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+            "backendRefs": [{"name": names.workload("nginx"), "port": 80}],
+        }
+    ]
+    return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": b.meta(names.HTTP_ROUTE, "nginx"), "spec": spec}
+
+
+HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+PARENT_REF_KEYS = ("group", "kind", "namespace", "name", "sectionName", "port")
+
+
+def checks(s: Any) -> list[str]:
+    """dify_expose: gateway needs a Gateway to attach to; parent refs and host names as the API takes them."""
+    if s.expose != "gateway":
+        return []
+    found = []
+    refs = s.gateway_parent_refs
+    if not refs or not all(isinstance(r, dict) and r.get("name") and set(r) <= set(PARENT_REF_KEYS) for r in refs):
+        found.append(
+            "dify_expose is gateway, so dify_gateway_parent_refs must name the Gateway(s) the route attaches to, e.g. "
+            f"[{{name: public, namespace: gateways}}] (keys: {', '.join(PARENT_REF_KEYS)}); got {refs}."
+        )
+    bad = [h for h in s.gateway_hostnames if not HOSTNAME.match(str(h))]
+    if bad:
+        found.append(f"dify_gateway_hostnames must be DNS names (a leading *. allowed), not {bad}.")
+    return found
+
+
 NGINX = Component(
     name="nginx",
     kind=DEPLOYMENT,
@@ -108,4 +149,5 @@ NGINX = Component(
     schema_independent=True,
     internet=ON_REQUEST,
     exposed=True,
+    checks=checks,
 )

@@ -35,6 +35,8 @@ def _sandbox(c: Component, b: Any) -> Workload:
             {"name": "HTTP_PROXY", "value": "http://dify-ssrf-proxy:3128"},
             {"name": "HTTPS_PROXY", "value": "http://dify-ssrf-proxy:3128"},
             {"name": "SANDBOX_PORT", "value": "8194"},
+            # Air-gapped sites: its dependencies from the mirror (Dify's compose passes it too).
+            *([{"name": "PIP_MIRROR_URL", "value": b.s.pip_mirror_url}] if b.s.get("pip_mirror_url") else []),
         ],
         readiness=http("/health"),
         liveness=http("/health", periodSeconds=30),

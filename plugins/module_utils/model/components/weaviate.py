@@ -17,6 +17,7 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import sc
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.base import (
     STATEFULSET,
     Component,
+    Metrics,
     Port,
     Workload,
     http,
@@ -146,4 +147,6 @@ WEAVIATE = Component(
     default_resources={"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
     checks=checks,
     client_env=client_env,
+    # Weaviate's own Prometheus endpoint (PROMETHEUS_MONITORING_ENABLED, port 2112).
+    metrics=Metrics(Port("metrics", 2112), "/metrics", (("PROMETHEUS_MONITORING_ENABLED", "true"),)),
 )

@@ -69,6 +69,9 @@ class BuilderBase:
             self.external_url = self.public_url
         elif s.expose == "ingress" and s.ingress_host:
             self.external_url = ("https://" if s.ingress_tls_secret else "http://") + s.ingress_host
+        elif s.expose == "gateway" and s.get("gateway_hostnames"):
+            # TLS ends at the Gateway.
+            self.external_url = "https://" + s.gateway_hostnames[0]
         elif s.expose == "loadbalancer" and s.loadbalancer_ip:
             self.external_url = f"http://{s.loadbalancer_ip}"
         else:
@@ -77,6 +80,12 @@ class BuilderBase:
         self.redis_host = names.workload(s.provider(REDIS)) if s.bundled(REDIS) else s.redis_host
         self.provider_setup = provider_setup_enabled(s)
         self.secret_env = credentials.secret_env(s, self.redis_host)
+        # The API groups/versions the cluster serves (prepare reads the discovery once): the kinds
+        # of CRDs it may apply and prune (HTTPRoute, ServiceMonitor).
+        self.api_versions: set[str] = set()
+
+    def serves(self, api_version: str) -> bool:
+        return api_version in self.api_versions
 
     @property
     def backup_name(self) -> str:
@@ -110,6 +119,9 @@ class BuilderBase:
         raise NotImplementedError
 
     def secret_values(self) -> dict[str, tuple[str, dict[str, str]]]:
+        raise NotImplementedError
+
+    def scrape_annotations(self, w: Workload) -> dict[str, str]:
         raise NotImplementedError
 
     def config_map(self, name: str, component: str, data: dict[str, str]) -> dict[str, Any]:

@@ -12,7 +12,10 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import co
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import (
     api,
     nginx,
+    observability,
+    pgvector,
     postgres,
+    redis,
     ssrf_proxy,
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.base import BuilderBase
@@ -23,9 +26,15 @@ PROVIDER_SETUP_SCRIPT_FILE = "configure_providers.py"
 class ConfigMaps(BuilderBase):
     def shared_env(self) -> dict[str, str]:
         """The ConfigMap dify-shared-env (components/api.py), with what the vector store in use
-        tells its clients."""
+        tells its clients, and what the operators' settings add (Redis Sentinel, OpenTelemetry);
+        dify_extra_env still wins."""
         store = components.vector_store(self.s)
-        return api.shared_env(self, store.client_env(self.s) if store.client_env else {})
+        env = api.shared_env(self, store.client_env(self.s) if store.client_env else {})
+        added = {**redis.client_env(self.s), **observability.client_env(self.s)}
+        if added:
+            env.update(added)
+            env.update({k: str(v) for k, v in self.s.extra_env.items()})
+        return env
 
     def config_maps(self) -> list[dict[str, Any]]:
         out = [
@@ -36,6 +45,7 @@ class ConfigMaps(BuilderBase):
         if ssrf_proxy.AGENT_SSRF_PROXY.runs(self.s, self.release):
             out.append(ssrf_proxy.agent_config_map(self))
         out += postgres.config_maps(self)
+        out += pgvector.config_maps(self)
         if self.provider_setup:
             script = self.assets[PROVIDER_SETUP_SCRIPT_FILE]
             out.append(

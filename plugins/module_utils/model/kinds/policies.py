@@ -10,6 +10,7 @@ from typing import Any
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import components
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import observability
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.base import BuilderBase
 
 # Never reachable as "the internet": link-local, where the cloud metadata service answers.
@@ -46,9 +47,25 @@ class Policies(BuilderBase):
         dns_peers = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
                      for ns in s.network_policy_dns_namespaces]  # fmt: skip
         dns_peers += [{"ipBlock": {"cidr": cidr}} for cidr in s.network_policy_dns_cidrs]
+        monitoring_namespaces = s.get("network_policy_monitoring_namespaces") or []
+
+        def monitoring() -> list[dict[str, Any]]:
+            return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+                    for ns in monitoring_namespaces]  # fmt: skip
+
         for component in running:
+            declared = components.named(component)
             ingress = [{"from": [_peer(src) for src in f.sources], "ports": _ports(f.ports)}
                        for f in flows if f.to == component]  # fmt: skip
+            # Its replicas call each other (the plugin daemon's cluster) when there are several.
+            peers = [p.number for p in declared.ports if p.serves] if (
+                declared.peers and self.replicas.get(component, 1) > 1) else []  # fmt: skip
+            if peers:
+                ingress.append({"from": [_peer(component)], "ports": _ports(peers)})
+            # Prometheus, from its namespaces, to the metrics port.
+            metrics = declared.metrics_on(self) if declared.pod else None
+            if metrics and monitoring_namespaces:
+                ingress.append({"from": monitoring(), "ports": _ports([metrics.port.number])})
             if component in components.exposed():
                 # Users, through the LoadBalancer or the Ingress controller.
                 ports = components.named(component).ports_in(self.release)
@@ -60,6 +77,11 @@ class Policies(BuilderBase):
             egress = [{"to": dns_peers, "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]
             egress += [{"to": [_peer(f.to)], "ports": _ports(f.ports)}
                        for f in flows if component in f.sources and f.to in running]  # fmt: skip
+            if peers:
+                egress.append({"to": [_peer(component)], "ports": _ports(peers)})
+            # OpenTelemetry exports, to the collector in the monitoring namespaces.
+            if observability.otel(s) and monitoring_namespaces and declared.image in observability.TELEMETRY_IMAGES:
+                egress.append({"to": monitoring(), "ports": _ports([observability.otlp_port(s)])})
             if component in clients:
                 for extra in s.network_policy_extra_egress:
                     rule = {"to": [{"ipBlock": {"cidr": extra["cidr"]}}]}

@@ -9,6 +9,7 @@ import base64
 from typing import Any
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import vector_stores
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.kinds.base import BuilderBase
 
 
@@ -22,13 +23,18 @@ class Secrets(BuilderBase):
         return out
 
     def secrets(self) -> list[dict[str, Any]]:
-        return [
-            {
+        """The Secrets; dify-credentials also records the vector store the vectors are kept in."""
+        recorded = {names.CREDENTIALS: vector_stores.annotations(self.s)}
+        out = []
+        for name, (component, data) in self.secret_values().items():
+            meta = self.meta(name, component)
+            if recorded.get(name):
+                meta["annotations"] = dict(recorded[name])
+            out.append({
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": self.meta(name, component),
+                "metadata": meta,
                 "type": "Opaque",
                 "data": {k: base64.b64encode(str(v).encode()).decode() for k, v in sorted(data.items())},
-            }
-            for name, (component, data) in self.secret_values().items()
-        ]
+            })  # fmt: skip
+        return out

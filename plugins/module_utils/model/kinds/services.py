@@ -34,3 +34,6 @@ class Services(BuilderBase):
 
     def ingress(self) -> dict[str, Any]:
         return nginx.ingress(self)
+
+    def http_route(self) -> dict[str, Any]:
+        return nginx.http_route(self)

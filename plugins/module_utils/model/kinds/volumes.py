@@ -19,7 +19,8 @@ class Volumes(BuilderBase):
         if s.files_storage == "pvc":
             out.append(self.claim(names.FILES_PVC, "files", s.files_access_mode, s.files_storage_class,
                                   s.files_storage_size))  # fmt: skip
-        out.append(plugin_daemon.volume_claim(self))
+        plugin = plugin_daemon.volume_claim(self)
+        out += [plugin] if plugin else []
         # The backups of the databases and the copies of Weaviate's volume.
         if s.backup_enabled or weaviate.backup_wanted(s):
             out.append(

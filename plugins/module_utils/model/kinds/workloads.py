@@ -158,7 +158,10 @@ class Workloads(BuilderBase):
                 "metadata": {
                     "labels": dict(names.labels(w.name), **selector),
                     # Changes of the configuration this pod reads restart it.
-                    "annotations": {names.CONFIG_HASH: self.config_hash(spec, config_maps)},
+                    "annotations": {
+                        names.CONFIG_HASH: self.config_hash(spec, config_maps),
+                        **self.scrape_annotations(w),
+                    },
                 },
                 "spec": spec,
             },
@@ -186,7 +189,10 @@ class Workloads(BuilderBase):
                 "template": {
                     "metadata": {
                         "labels": dict(names.labels(w.name), **selector),
-                        "annotations": {names.CONFIG_HASH: self.config_hash(spec, config_maps)},
+                        "annotations": {
+                            names.CONFIG_HASH: self.config_hash(spec, config_maps),
+                            **self.scrape_annotations(w),
+                        },
                     },
                     "spec": spec,
                 },

@@ -13,6 +13,8 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model import bu
 ASSETS = {"configure_providers.py": "# the provider setup script (tests: a stand-in)\n"}
 LOCAL = {"dify_storage_class": "kwok-volume", "dify_files_storage_class": "kwok-files"}
 
+# The group versions a cluster with the Gateway API and the Prometheus operator serves.
+SERVED = ("v1", "gateway.networking.k8s.io/v1", "monitoring.coreos.com/v1")
 CASES: dict[str, dict[str, Any]] = {
     # A first install with the defaults (the newest release; the local cluster's storage classes).
     "default": {"inventory": {}, "existing": {}},
@@ -71,6 +73,49 @@ CASES: dict[str, dict[str, Any]] = {
         },
         "existing": {},
     },
+    # What operators run (docs/operators.md): the bundled pgvector, a Gateway API route, OpenTelemetry,
+    # ServiceMonitors, an air-gapped site's pip mirror, two plugin daemons on a ReadWriteMany volume.
+    "operators": {
+        "inventory": {
+            "dify_vector_store": "pgvector",
+            "dify_expose": "gateway",
+            "dify_gateway_parent_refs": [{"name": "public", "namespace": "gateways", "sectionName": "https"}],
+            "dify_gateway_hostnames": ["dify.example.com"],
+            "dify_otel_endpoint": "http://otel-collector.monitoring:4318",
+            "dify_otel_api_key": "otel-key-given",
+            "dify_metrics_enabled": True,
+            "dify_metrics_service_monitor_labels": {"release": "kube-prometheus-stack"},
+            "dify_pip_mirror_url": "https://pypi.example.com/simple",
+            "dify_marketplace_enabled": False,
+            "dify_image_registry": "registry.example.com/mirror",
+            "dify_plugin_daemon_replicas": 2,
+            "dify_plugin_storage_access_mode": "ReadWriteMany",
+            "dify_plugin_storage_class": "kwok-files",
+        },
+        "existing": {"api_versions": [{"groupVersion": v} for v in SERVED]},
+    },
+    # External services: Qdrant, Redis Sentinel, the plugin daemon on S3, metrics without the
+    # Prometheus operator (pod annotations).
+    "operators-external": {
+        "inventory": {
+            "dify_vector_store": "qdrant",
+            "dify_qdrant_url": "https://qdrant.example.com:6333",
+            "dify_qdrant_api_key": "qdrant-key-given",
+            "dify_redis_enabled": False,
+            "dify_redis_sentinels": ["sentinel-0.redis.example:26379", "sentinel-1.redis.example:26379"],
+            "dify_redis_sentinel_service_name": "mymaster",
+            "dify_redis_sentinel_password": "sentinel-password-given",
+            "dify_redis_event_bus_url": "redis://:bus-password-given@redis-bus.example:6379/0",
+            "dify_plugin_storage_type": "aws_s3",
+            "dify_plugin_storage_oss_bucket": "dify-plugins",
+            "dify_plugin_s3_endpoint": "https://objects.example.com",
+            "dify_plugin_aws_access_key": "AKIA0001",
+            "dify_plugin_aws_secret_key": "plugin-s3-secret-given",
+            "dify_ha": True,
+            "dify_metrics_enabled": True,
+        },
+        "existing": {},
+    },
     # An upgrade of an installation of 1.11.4: stored credentials, the database volume, the record.
     "upgrade": {
         "inventory": {"dify_image_tag": "1.11.5"},
@@ -116,6 +161,8 @@ def reader(existing: dict[str, Any], classes: tuple[str, ...] = ("kwok-volume", 
                 continue
             if r["id"] in ("credentials", "provider_keys") and obj is not None:
                 obj = secret(r["name"], obj)
+                if r["id"] == "credentials" and existing.get("credentials_annotations"):
+                    obj["metadata"]["annotations"] = dict(existing["credentials_annotations"])
             elif r["id"] in ("migration_record", "provider_record", "backup_record") and obj is not None:
                 obj = {"kind": "ConfigMap", "metadata": {"name": r["name"]}, "data": obj}
             elif obj is True:

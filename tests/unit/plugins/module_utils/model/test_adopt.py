@@ -185,3 +185,43 @@ def test_a_source_postgresql_newer_than_the_new_one_is_refused_naming_the_image(
 
 def test_an_adoption_starts_nothing_before_the_copied_databases_are_restored():
     assert prepare_adoption("community")["early"] == []
+
+
+def with_vector_store(store: dict[str, str]) -> dict:
+    """The hand-made fixture's ConfigMaps with another vector store in its shared one."""
+    found = fixture("handmade")
+    config = next(o for o in found["source_configmaps"]["resources"] if o["metadata"]["name"] == "dify-shared-config")
+    config["data"].update(store)
+    return {"source_configmaps": found["source_configmaps"]}
+
+
+@pytest.mark.parametrize(
+    ("store", "carried"),
+    [
+        ({"VECTOR_STORE": "qdrant", "QDRANT_URL": "https://qdrant.example.com:6333", "QDRANT_API_KEY": "qk"},
+         {"VECTOR_STORE": "qdrant", "QDRANT_URL": "https://qdrant.example.com:6333"}),
+        ({"VECTOR_STORE": "pgvector", "PGVECTOR_HOST": "pg.example.com", "PGVECTOR_PORT": "5433",
+          "PGVECTOR_USER": "dify", "PGVECTOR_PASSWORD": "pp", "PGVECTOR_DATABASE": "vectors"},
+         {"VECTOR_STORE": "pgvector", "PGVECTOR_HOST": "pg.example.com", "PGVECTOR_PORT": "5433"}),
+    ],
+)  # fmt: skip
+def test_an_external_qdrant_or_pgvector_is_reused(store, carried):
+    model = prepare_adoption("handmade", existing=with_vector_store(store))
+    env = next(o for o in model["objects"]["config"] if o["metadata"]["name"] == "dify-shared-env")["data"]
+    assert {k: env[k] for k in carried} == carried
+    assert "weaviate" not in model["adopt"]["to_copy"]
+    assert not any(o["kind"] == "StatefulSet" and "weaviate" in o["metadata"]["name"] for o in model["objects"]["data"])
+    assert any("is reused, not copied" in n for n in model["plan"]["notices"])
+    secret = next(o for o in model["secrets"] if o["metadata"]["name"] == "dify-credentials")
+    key = "QDRANT_API_KEY" if store["VECTOR_STORE"] == "qdrant" else "PGVECTOR_PASSWORD"
+    assert base64.b64decode(secret["data"][key]).decode() == store[key]
+    assert secret["metadata"]["annotations"]["dify-ce.kubernetes/vector-store"] == store["VECTOR_STORE"]
+
+
+def test_a_pgvector_of_the_source_namespace_is_not_copied_and_other_stores_are_refused():
+    store = {"VECTOR_STORE": "pgvector", "PGVECTOR_HOST": "dify-weaviate", "PGVECTOR_PASSWORD": "pp"}  # a Service there
+    model = prepare_adoption("handmade", existing=with_vector_store(store))
+    assert any(o["metadata"]["name"] == "dify-pgvector" for o in model["objects"]["data"]), "a new bundled one"
+    assert any("flask vdb-migrate" in n for n in model["plan"]["notices"])
+    with pytest.raises(InputError, match="keeps vectors in milvus"):
+        prepare_adoption("handmade", existing=with_vector_store({"VECTOR_STORE": "milvus"}))

@@ -106,21 +106,23 @@ def test_what_the_declarations_say_today():
     assert components.internet_always() == ("ssrf-proxy", "agent-ssrf-proxy")
     assert components.data_clients() == ("api", "worker", "beat", "plugin-daemon", "api-websocket", names.MIGRATION,
                                          names.DB_TOOLS, names.STATUS_PROBE)  # fmt: skip
-    assert components.data_components() == ("postgres", "redis", "weaviate")
+    assert components.data_components() == ("postgres", "redis", "weaviate", "pgvector")
+    assert components.vector_store_kinds() == ("weaviate", "pgvector", "qdrant", "milvus", "opensearch",
+                                               "elasticsearch")  # fmt: skip
     assert components.job_components() == (names.MIGRATION, names.DB_TOOLS, names.STATUS_PROBE, names.PROVIDER_SETUP)
     assert set(components.resource_keys()) == {
         "api", "worker", "beat", "web", "sandbox", "plugin_daemon", "ssrf_proxy", "nginx", "postgres", "redis",
-        "weaviate", "migration", "tools", "agent_backend", "agent_local_sandbox",
+        "weaviate", "pgvector", "migration", "tools", "agent_backend", "agent_local_sandbox",
     }  # fmt: skip
     assert set(components.default_resources()) == set(components.resource_keys()) - {"migration"}
 
 
 def test_a_second_vector_store_kind_is_reached_by_the_vector_stores_clients(monkeypatch):
-    store = Component(name="qdrant", kind=STATEFULSET, image="qdrant", ports=(Port("http", 6333, VECTOR_STORE),))
+    store = Component(name="chroma", kind=STATEFULSET, image="chroma", ports=(Port("http", 8000, VECTOR_STORE),))
     declare(monkeypatch, store)
-    to_store = [f for f in components.flows() if f.to == "qdrant"]
-    assert to_store == [components.Flow("qdrant", (6333,), ("api", "worker"))]
-    assert [c.name for c in components.providers(VECTOR_STORE)] == ["weaviate", "qdrant"]
+    to_store = [f for f in components.flows() if f.to == "chroma"]
+    assert to_store == [components.Flow("chroma", (8000,), ("api", "worker"))]
+    assert [c.name for c in components.providers(VECTOR_STORE)] == ["weaviate", "pgvector", "chroma"]
     assert store.data_service == VECTOR_STORE
 
 

@@ -354,7 +354,7 @@ def test_the_prepare_step_reads_the_cluster_once():
     assert len(calls) == 1
     wanted = {"credentials", "migration_record", "migration_job", "migration_pods", "db_volume", "weaviate_volume",
               "storage_classes", "deployments", "statefulsets", "backup_record", "adoption_record",
-              "rotation_pending", "adopt_source_secret", "operation"}  # fmt: skip
+              "rotation_pending", "adopt_source_secret", "operation", "api_versions"}  # fmt: skip
     assert {r["id"] for r in calls[0]} == wanted
 
 

@@ -106,7 +106,7 @@ def test_each_data_service_is_bundled_or_external(inventory, bundled):
         assert s.bundled(service) == (s.provider(service) in bundled)
 
 
-def test_the_vector_store_is_weaviate_the_one_kind_so_far():
+def test_the_vector_store_is_weaviate_by_default():
     s = settings()
     assert s.vector_store == "weaviate" and s.provider(VECTOR_STORE) == "weaviate"
     assert (s.provider(DATABASE), s.provider(REDIS)) == ("postgres", "redis")
@@ -118,7 +118,23 @@ def test_the_data_services_are_those_the_bundled_components_provide():
     for service in DATA_SERVICES:
         assert s.provider(service) in [c.name for c in components.providers(service)], service
     stores = {c.name for c in components.providers(VECTOR_STORE)}
-    assert stores == {"weaviate"}, "a second vector store needs dify_vector_store to choose it"
+    assert stores == {"weaviate", "pgvector"}, "the vector stores that may be bundled"
+    choices = argument_specs()["main"]["options"]["dify_vector_store"]["choices"]
+    assert list(components.vector_store_kinds()) == choices, "dify_vector_store chooses among the store modules"
+
+
+@pytest.mark.parametrize(
+    ("inventory", "store", "bundled"),
+    [
+        ({"dify_vector_store": "pgvector"}, "pgvector", ("postgres", "redis", "pgvector")),
+        ({"dify_vector_store": "pgvector", "dify_pgvector_enabled": False}, "pgvector", ("postgres", "redis")),
+        ({"dify_vector_store": "qdrant"}, "qdrant", ("postgres", "redis")),
+    ],
+)
+def test_the_chosen_vector_store_is_the_only_one_bundled(inventory, store, bundled):
+    s = settings(**inventory)
+    assert s.vector_store == store and s.provider(VECTOR_STORE) == store
+    assert s.bundled_components == bundled
 
 
 def test_a_copy_with_other_values_keeps_the_rest():
