@@ -16,6 +16,7 @@ import time
 from typing import Any, Protocol
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import JobFailed
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import (
     Decision,
     JobApi,
@@ -27,7 +28,23 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.job import (
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.records import Records
 
-DEFAULT_COMMAND = ["flask", "db", "upgrade"]
+# `flask db upgrade`, then where the database is and where the image's migrations end: Alembic's
+# `current` and `heads` ("<revision> (head)"), as the Job's report. An exit code 0 alone is not
+# trusted: the runner compares the two (MigrationRunner.finished).
+MIGRATE_SCRIPT = """\
+flask db upgrade
+current=$(flask db current 2>/dev/null | tr '\\n' ' ')
+heads=$(flask db heads 2>/dev/null | tr '\\n' ' ')
+echo "DIFY_REPORT {\\"current\\": \\"$current\\", \\"heads\\": \\"$heads\\"}"
+"""
+DEFAULT_COMMAND = ["/bin/sh", "-ec", MIGRATE_SCRIPT]
+
+
+def revisions(text: str) -> list[str]:
+    """The revisions Alembic printed ("6f5a9c2d8e1b (head)", one per line), without the markers."""
+    return sorted({word for word in text.split() if not word.startswith("(")})
+
+
 CONTAINER_NAME = names.JobContainer.MIGRATE
 
 # Alembic logs one line per applied revision (logger alembic.runtime.migration):
@@ -87,6 +104,7 @@ def record_data(spec: JobSpec, job: dict[str, Any], result: dict[str, Any], comp
         "completed_at": completed_at,
         "duration_seconds": str(result.get("duration_seconds")),
         "applied_revisions": json.dumps(result.get("applied_revisions") or []),
+        **({"revision": ",".join(result["revision"])} if result.get("revision") else {}),
     }
 
 
@@ -174,7 +192,30 @@ class MigrationRunner(JobRunner):
         result["record"] = record_view(decision.record)
         return result
 
+    def verify(self, result: dict[str, Any], job: dict[str, Any]) -> None:
+        """The database must be at the image's head after a Job that exited 0 (when it said where
+        it is: a custom command may not)."""
+        report = result.get("report") or {}
+        if "current" not in report or "heads" not in report:
+            return
+        current, heads = revisions(report["current"]), revisions(report["heads"])
+        result.update(revision=current, heads=heads)
+        if not heads or current != heads:
+            raise JobFailed(
+                f"migration failed (Job {self.spec.namespace}/{job['metadata']['name']}, image {self.spec.image}): it "
+                f"exited 0, but the database is at revision {', '.join(current) or '(none)'} while the image's "
+                f"migrations end at {', '.join(heads) or '(none)'}; the app was not rolled out. Look at the Job's "
+                "output (kubectl logs job/...) and run again.",
+                reason="BelowHead",
+                job_name=job["metadata"]["name"],
+                image=self.spec.image,
+                revision=current,
+                heads=heads,
+                logs=result.get("logs") or [],
+            )
+
     def finished(self, result: dict[str, Any], job: dict[str, Any], decision: Decision) -> dict[str, Any]:
+        self.verify(result, job)
         record = decision.record
         completed_at = (
             (job.get("status") or {}).get("completionTime")

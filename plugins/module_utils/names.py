@@ -94,6 +94,9 @@ PROVIDER_SETUP_RECORD = "dify-provider-setup"
 ADOPTION_RECORD = "dify-adoption"
 ADOPT_SOURCE_SECRET = "dify-adopt-source"
 ADOPT_DB_JOB = "dify-adopt-db"
+# The release-specific upgrade steps (catalog upgrade_steps): pending before they run, done after.
+UPGRADE_STEPS_RECORD = "dify-upgrade-steps"
+UPGRADE_STEP_JOB_PREFIX = "dify-upgrade-"
 # A multi-step operation under way (a restore): what it is about to do and what ran before it.
 OPERATION_RECORD = "dify-operation"
 # The Lease of the run that works on the namespace (lock.py).
@@ -125,6 +128,7 @@ class JobContainer:
     BACKUP = "backup"
     RESTORE = "restore"
     RESTORE_CHECK = "restore-check"
+    UPGRADE_STEP = "upgrade-step"
     ROTATE_PASSWORD = "rotate-password"
     PROVIDER_SETUP = "provider-setup"
     WEAVIATE_BACKUP = "weaviate-backup"

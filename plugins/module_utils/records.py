@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "provider-setup": (names.PROVIDER_SETUP_RECORD, names.PROVIDER_SETUP),
     "adoption": (names.ADOPTION_RECORD, "adoption"),
     "operation": (names.OPERATION_RECORD, "operation"),
+    "upgrade-steps": (names.UPGRADE_STEPS_RECORD, "upgrade-steps"),
 }
 # What every prune of ConfigMaps must leave alone: records by their label, and records written by
 # versions before the label (by their component).

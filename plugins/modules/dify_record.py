@@ -28,7 +28,7 @@ options:
     description: Which record.
     type: str
     required: true
-    choices: [migration, backups, provider-setup, adoption, operation]
+    choices: [migration, backups, provider-setup, adoption, operation, upgrade-steps]
   data:
     description: Keys to set (strings; other values are stored as JSON); null removes a key.
     type: dict

@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 from cluster_fixtures import Cluster
 
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.migration import DEFAULT_COMMAND
+
 KINDS = "deployments,statefulsets,services,configmaps,secrets,persistentvolumeclaims,networkpolicies,jobs"
 
 
@@ -120,7 +122,7 @@ def test_the_migration_job_runs_exactly_the_api_pod(cluster, namespace, ansible)
     job_spec, api_spec = copy.deepcopy(job["spec"]), copy.deepcopy(api["spec"])
     # What only the Job has, and what only a server has.
     assert job_spec.pop("restartPolicy") == "Never" and api_spec.pop("restartPolicy") == "Always"
-    assert job_spec["containers"][0].pop("command") == ["flask", "db", "upgrade"]
+    assert job_spec["containers"][0].pop("command") == DEFAULT_COMMAND  # flask db upgrade, then current and heads
     # Named after what it does ("api" in the Deployment).
     assert job_spec["containers"][0].pop("name") == "migrate" and api_spec["containers"][0].pop("name") == "api"
     api_spec.pop("topologySpreadConstraints")

@@ -160,10 +160,12 @@ def test_the_backup_job_dumps_both_databases(db: Database):
 def test_the_restore_job_restores_into_an_emptied_database(db: Database):
     name = db.facts.get("backup")
     assert name, "needs the backup of the test before"
-    # Data lost after the upgrade: both databases emptied.
-    for database in (db.database, db.plugin_database):
-        db.query("drop schema public cascade; create schema public", database)
-    assert db.query("select count(*) from pg_tables where schemaname = 'public'") == [(0,)]
+    # After the upgrade the newer release added a table and changed data: a restore must leave
+    # neither (pg_restore --clean alone would keep the new table, and the next upgrade would fail
+    # with "relation already exists").
+    db.query("create table newer_release_table (id serial primary key)")
+    db.query("delete from apps where id % 2 = 0")
+    db.query("create table plugin_newer (id int)", db.plugin_database)
 
     # The backup Job ran here, after the playbook (kwok ran none), so the role's backup record could
     # not learn its name: the version is given, as a user restoring an unrecorded dump does.
@@ -173,6 +175,9 @@ def test_the_restore_job_restores_into_an_emptied_database(db: Database):
     assert restore.proc.returncode == 0, restore.output
     assert parse_report(restore.stdout.text) == {"restored": name}
     assert fingerprint(db) == db.facts["before"]
+    tables = {row[0] for row in db.query("select tablename from pg_tables where schemaname = 'public'")}
+    assert "newer_release_table" not in tables and "apps" in tables
+    assert db.query("select count(*) from pg_tables where tablename = 'plugin_newer'", db.plugin_database) == [(0,)]
     assert db.query("select version_num from alembic_version") == [(REVISION,)]
 
 
@@ -217,4 +222,17 @@ def test_the_rotation_job_changes_the_password(db: Database):
     assert f"password of {db.user} changed" in rotation.stdout.text
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         db.connect()  # the old password
+    assert db.connect(password=new).closed == 0
+
+
+def test_a_rotation_cut_short_after_alter_user_finishes_when_the_job_runs_again(db: Database):
+    """The run stopped after ALTER USER, before the Secret changed: the next run's rotation Job
+    (with the same pending password) finds the new password works and changes nothing."""
+    new = "Rotated-db-password-42"  # the previous test's rotation, ALTER USER done
+    job = db.install.job("dify-db-password-rotation")
+    handover = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dify-db-password-rotation"},
+                "stringData": {"NEW_PASSWORD": new}}  # fmt: skip
+    again = db.run_job(job, "dify-db-password-rotation-fghij", db.install.objects.plus(handover))
+    assert again.proc.returncode == 0, again.output
+    assert parse_report(again.stdout.text) == {"rotated": "already"}
     assert db.connect(password=new).closed == 0

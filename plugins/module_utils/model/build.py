@@ -123,6 +123,7 @@ def reads(s: Settings, entry_point: str) -> list[dict[str, Any]]:
             read("rotation_pending", "Secret", names.ROTATION_SECRET),
             # Left behind by an adoption whose controller died during the copy.
             read("adopt_source_secret", "Secret", names.ADOPT_SOURCE_SECRET),
+            read("upgrade_steps", "ConfigMap", names.UPGRADE_STEPS_RECORD),
         ]
         # What runs now: the plan of an upgrade (components added and removed, images changed),
         # and the Weaviate the upgrade starts from.
@@ -345,6 +346,16 @@ def prepare(
     except JobFailed as exc:
         raise JobFailed(f"Nothing was changed: {exc}", **exc.details) from exc
     migration_plan = decision.action
+    # Release-specific upgrade steps: those this upgrade crosses (from the release the data is at, or
+    # the adopted source's), and those recorded pending by a run that did not finish them.
+    data_from = previous or (adoption.source.release if adoption is not None else "")
+    done = {name: records.decode_json(entry, {}) for name, entry in
+            ((_first(found, "upgrade_steps") or {}).get("data") or {}).items()}  # fmt: skip
+    steps = [step for step in (releases or {}).get("upgrade_steps") or []
+             if (step in catalog.upgrade_steps(releases or {}, data_from, s.image_tag)
+                 and done.get(step["name"], {}).get("state") != "done")
+             or done.get(step["name"], {}).get("state") == "pending"] if entry_point in ("main", "migrate_only",
+                                                                                          "adopt") else []  # fmt: skip
     # A retry of an upgrade whose backup completed (its migration then failed) takes no second one:
     # retries would push the good backups out (dify_backup_keep).
     taken = _backup_of_this_upgrade(backups, catalog.tag_of(previous) if previous else "", s.image_tag,
@@ -367,6 +378,16 @@ def prepare(
         "backup_to": s.image_tag,
         "backup_name": builder.backup_name,
         "rotate_db_password": creds.rotate_db_password,
+        "upgrade_steps": [step["name"] for step in steps],
+        # What the role records before the migration (dify-upgrade-steps): each step pending.
+        "upgrade_steps_pending": {
+            step["name"]: {
+                "state": "pending",
+                "from": catalog.tag_of(data_from) if data_from else "",
+                "to": s.image_tag,
+            }
+            for step in steps
+        },
         # Short-lived Secrets to remove once Secret dify-credentials is written: the rotation's (its
         # password is in dify-credentials then), and a copy's source password an adoption left behind.
         "remove_secrets": [
@@ -407,6 +428,11 @@ def prepare(
         plan["provider_setup"] = stored_record.get("fingerprint") != fingerprint
         plan["provider_fingerprint"] = fingerprint
 
+    model["upgrade_steps"] = [
+        {"name": step["name"], "job_name": f"{names.UPGRADE_STEP_JOB_PREFIX}{step['name']}",
+         "pod": builder.upgrade_step(step), "from": catalog.tag_of(data_from) if data_from else "", "to": s.image_tag}
+        for step in steps
+    ]  # fmt: skip
     result: dict[str, Any] = {
         "changed": False,
         "entry_point": entry_point,
@@ -556,7 +582,7 @@ def changes(running: dict[str, str], model: dict[str, Any]) -> dict[str, Any]:
 # The reads that hold what a run decides on (credentials, records): not the workloads, whose status
 # changes all the time.
 BASIS = ("credentials", "user_credentials", "provider_keys", "migration_record", "backup_record", "provider_record",
-         "adoption_record", "rotation_pending")  # fmt: skip
+         "adoption_record", "rotation_pending", "upgrade_steps", "operation")  # fmt: skip
 
 
 def evidence(found: dict[str, Any]) -> list[str]:
@@ -623,6 +649,7 @@ def _names() -> dict[str, str]:
         "adopt_source_secret": names.ADOPT_SOURCE_SECRET,
         "adopt_db_job": names.ADOPT_DB_JOB,
         "field_manager": names.FIELD_MANAGER,
+        "migration_component": names.MIGRATION,
     }
 
 

@@ -268,3 +268,14 @@ def weaviate_steps(s: Settings, releases: dict[str, Any], live: str, target: str
             "through those first (dify_weaviate_image), or use a Dify release whose Weaviate is one minor away."
         )
     return steps
+
+
+def upgrade_steps(releases: dict[str, Any], data_from: str, target: str) -> list[dict[str, Any]]:
+    """The catalog's one-off upgrade steps an upgrade from data at ``data_from`` to ``target``
+    needs: those whose ``crosses`` release it moves the data to or past ('' data_from: a new
+    installation, which has nothing to convert)."""
+    was, wanted = version_tuple(tag_of(data_from)) if data_from else None, version_tuple(target)
+    if was is None or wanted is None:
+        return []
+    return [dict(step) for step in releases.get("upgrade_steps") or []
+            if was < (version_tuple(step["crosses"]) or ()) <= wanted]  # fmt: skip

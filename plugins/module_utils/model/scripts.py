@@ -193,3 +193,19 @@ with sock, sock.makefile("wb") as stream, tarfile.open(fileobj=stream, mode="w|"
 print(f"sent {count} entries")
 print("DIFY_REPORT " + json.dumps({"sent": count}))
 """
+
+# A release's one-off upgrade step ($STEP: its catalog name), the command after the script's name
+# ("$@"): its output is kept whole, and an event after which it exited 0 but must run again
+# ($FAILS_ON, a grep -E alternation of the catalog's fails_on) fails the Job.
+UPGRADE_STEP = """\
+out=$(mktemp)
+if ! "$@" >"$out" 2>&1; then cat "$out"; exit 1; fi
+cat "$out"
+if [ -n "${FAILS_ON:-}" ] && grep -Eq "\\"event\\": *\\"($FAILS_ON)\\"" "$out"; then
+  events=$(grep -Eo "$FAILS_ON" "$out" | sort | uniq -c | tr -s ' \\n' ' ')
+  echo "$STEP reported events after which it must run again:$events"
+  echo "DIFY_REPORT {\\"step\\": \\"$STEP\\", \\"complete\\": false}"
+  exit 4
+fi
+echo "DIFY_REPORT {\\"step\\": \\"$STEP\\", \\"complete\\": true}"
+"""

@@ -86,6 +86,17 @@ class Jobs(BuilderBase):
             )
         return jobs
 
+    def upgrade_step(self, step: dict[str, Any]) -> dict[str, Any]:
+        """The pod of a release's one-off upgrade step: the migration's pod (the api's, with the new
+        image), running the step's command through scripts.UPGRADE_STEP."""
+        return pod_template(
+            self.jobs()["migration"],
+            container_name=names.JobContainer.UPGRADE_STEP,
+            command=["/bin/sh", "-c", scripts.UPGRADE_STEP, names.JobContainer.UPGRADE_STEP, *step["command"]],
+            args=[],
+            env={"STEP": step["name"], "FAILS_ON": "|".join(step.get("fails_on") or [])},
+        )
+
     def rotation_secret(self) -> dict[str, Any]:
         """Hands the new database password to the rotation Job (never through the Job's spec)."""
         import base64

@@ -297,7 +297,7 @@ def test_the_migration_job_is_made_from_the_api_pod_template():
     )
     migration.MigrationRunner(api, job.JobSpec("dify", template), clock=clock, monotonic=clock).run()
     container = api.created[0]["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["flask", "db", "upgrade"] and "args" not in container
+    assert container["command"] == migration.DEFAULT_COMMAND and "args" not in container
     assert api.records_written[-1]["image"] == IMAGE
     assert api.log_reads == [("dify-db-migration-x7k2p", "migrate")]
 
@@ -374,3 +374,40 @@ def test_a_record_deleted_between_attempts_is_created_without_resource_version()
     assert verb == "create"
     # The apiserver refuses a create that sets metadata.resourceVersion.
     assert "resourceVersion" not in body["metadata"]
+
+
+# --------------------------------------------------------------------------- verified at the head
+
+
+def succeeded(report: str) -> tuple[FakeClock, FakeApi]:
+    clock = FakeClock()
+    api = FakeApi(clock, script=[pod_event("pod_succeeded.yaml"), job_event("job_complete.yaml")],
+                  logs=text("migration_output.log") + report)  # fmt: skip
+    return clock, api
+
+
+def test_a_migration_that_exits_0_below_the_images_head_fails_naming_both_revisions():
+    clock, api = succeeded('DIFY_REPORT {"current": "2a3aebbbf4bb ", "heads": "4e99a8df00ff (head) "}\n')
+    with pytest.raises(JobFailed) as failed:
+        runner(api, clock).run()
+    assert "database is at revision 2a3aebbbf4bb while the image's migrations end at 4e99a8df00ff" in str(failed.value)
+    assert failed.value.details["reason"] == "BelowHead"
+    assert api.records_written == [], "nothing is recorded as migrated"
+
+
+def test_a_migration_at_the_images_head_records_the_revision():
+    clock, api = succeeded('DIFY_REPORT {"current": "4e99a8df00ff (head) ", "heads": "4e99a8df00ff (head) "}\n')
+    result = runner(api, clock).run()
+    assert result["revision"] == result["heads"] == ["4e99a8df00ff"]
+    assert api.records_written[-1]["revision"] == "4e99a8df00ff"
+
+
+def test_a_custom_command_that_reports_nothing_is_not_judged_by_the_head():
+    clock, api = succeeded("")
+    assert runner(api, clock).run()["decision"] == "run"
+
+
+def test_the_default_command_upgrades_then_reports_current_and_heads():
+    script = migration.DEFAULT_COMMAND[2]
+    assert script.index("flask db upgrade") < script.index("flask db current") < script.index("DIFY_REPORT")
+    assert migration.revisions("6f5a9c2d8e1b (head)\n") == ["6f5a9c2d8e1b"]

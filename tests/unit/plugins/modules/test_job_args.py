@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.dify_ce.kubernetes.plugins.module_utils import job_args, names
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils import job_args, migration, names
 from ansible_collections.dify_ce.kubernetes.plugins.modules import dify_job, dify_migrate
 
 IMAGE = "langgenius/dify-api:1.11.4"
@@ -176,7 +176,7 @@ def test_secret_env_becomes_secret_references():
     assert spec.component == "db-tools" and spec.container_name == "job"
     migrate = module(dify_migrate.DifyMigrate, migrate_params()).spec()
     assert migrate.component == "db-migration" and migrate.container_name == "migrate"
-    assert container(migrate)["command"] == ["flask", "db", "upgrade"]
+    assert container(migrate)["command"] == migration.DEFAULT_COMMAND
 
 
 @pytest.mark.parametrize(
@@ -232,7 +232,7 @@ def test_with_template_unset_options_keep_the_templates_values():
     c = container(spec)
     assert c["resources"] == {"requests": {"cpu": "1"}}
     assert c["imagePullPolicy"] == "IfNotPresent"
-    assert c["command"] == ["flask", "db", "upgrade"]  # the module's command, never the template's
+    assert c["command"] == migration.DEFAULT_COMMAND  # the module's command, never the template's
     assert c["name"] == "api" and spec.container_name == "api"
     assert spec.image == IMAGE
     assert base["spec"]["containers"][0]["command"] == ["/entrypoint.sh"]  # the option is not modified
@@ -245,7 +245,7 @@ def test_with_template_unset_options_keep_the_templates_values():
 def test_dify_migrate_replaces_the_templates_args_too():
     base = template(command=["/bin/bash", "/entrypoint.sh"], args=["serve"])
     spec = module(dify_migrate.DifyMigrate, migrate_params(image=None, pod_template=base)).spec()
-    assert container(spec)["command"] == ["flask", "db", "upgrade"]
+    assert container(spec)["command"] == migration.DEFAULT_COMMAND
     assert "args" not in container(spec)
 
 

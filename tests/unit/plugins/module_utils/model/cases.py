@@ -163,7 +163,18 @@ def reader(existing: dict[str, Any], classes: tuple[str, ...] = ("kwok-volume", 
                 obj = secret(r["name"], obj)
                 if r["id"] == "credentials" and existing.get("credentials_annotations"):
                     obj["metadata"]["annotations"] = dict(existing["credentials_annotations"])
-            elif r["id"] in ("migration_record", "provider_record", "backup_record") and obj is not None:
+            elif (
+                r["id"]
+                in (
+                    "migration_record",
+                    "provider_record",
+                    "backup_record",
+                    "upgrade_steps",
+                    "adoption_record",
+                    "operation",
+                )
+                and obj is not None
+            ):
                 obj = {"kind": "ConfigMap", "metadata": {"name": r["name"]}, "data": obj}
             elif obj is True:
                 obj = {"kind": r["kind"], "metadata": {"name": r["name"]}}

@@ -333,3 +333,14 @@ def test_the_local_sandbox_keeps_its_home_and_workspace_on_volumes_from_1_17():
 
     assert {"dify-agent-local-sandbox-home", "dify-agent-local-sandbox-workspace"} <= claims(prepare("default"))
     assert not {"dify-agent-local-sandbox-home"} & claims(prepare("default", dify_image_tag="1.16.1"))
+
+
+def test_the_upgrade_steps_of_an_upgrade_that_crosses_their_release():
+    steps = releases()["upgrade_steps"]
+    assert [s["name"] for s in steps] == ["legacy-model-types"]
+    crossing = catalog.upgrade_steps(releases(), "langgenius/dify-api:1.14.2", "1.17.1")
+    assert [s["command"] for s in crossing] == [["flask", "data-migrate", "legacy-model-types", "--apply"]]
+    assert catalog.upgrade_steps(releases(), "langgenius/dify-api:1.14.2", "1.15.0") == crossing
+    assert catalog.upgrade_steps(releases(), "langgenius/dify-api:1.15.0", "1.17.1") == []
+    assert catalog.upgrade_steps(releases(), "langgenius/dify-api:1.11.4", "1.14.2") == []
+    assert catalog.upgrade_steps(releases(), "", "1.17.1") == [], "a new installation converts nothing"

@@ -354,7 +354,7 @@ def test_the_prepare_step_reads_the_cluster_once():
     assert len(calls) == 1
     wanted = {"credentials", "migration_record", "migration_job", "migration_pods", "db_volume", "weaviate_volume",
               "storage_classes", "deployments", "statefulsets", "backup_record", "adoption_record",
-              "rotation_pending", "adopt_source_secret", "operation", "api_versions"}  # fmt: skip
+              "rotation_pending", "adopt_source_secret", "operation", "api_versions", "upgrade_steps"}  # fmt: skip
     assert {r["id"] for r in calls[0]} == wanted
 
 
@@ -586,3 +586,37 @@ def test_the_agents_local_sandbox_reaches_what_difys_compose_lets_it():
     ingress = objects(later)[("NetworkPolicy", "dify-agent-backend")]["spec"]["ingress"]
     assert not any(p["podSelector"]["matchLabels"][names.LABEL_COMPONENT] == "agent-local-sandbox"
                    for rule in ingress for p in rule["from"])  # fmt: skip
+
+
+# --------------------------------------------------------------------------- release-specific upgrade steps
+
+
+def on(version: str, **more):
+    record = dict(CASES["upgrade"]["existing"]["migration_record"], image=f"langgenius/dify-api:{version}")
+    return {"migration_record": record, **more}
+
+
+def test_an_upgrade_crossing_1_15_plans_the_legacy_model_types_step_after_the_migration():
+    model = prepare("upgrade", dify_image_tag="1.17.1", existing=on("1.14.2"))
+    assert model["plan"]["upgrade_steps"] == ["legacy-model-types"]
+    assert model["plan"]["upgrade_steps_pending"] == {"legacy-model-types": {"state": "pending", "from": "1.14.2",
+                                                                              "to": "1.17.1"}}  # fmt: skip
+    (step,) = model["upgrade_steps"]
+    container = step["pod"]["spec"]["containers"][0]
+    assert container["name"] == "upgrade-step" and container["image"] == "langgenius/dify-api:1.17.1"
+    assert container["command"][-4:] == ["flask", "data-migrate", "legacy-model-types", "--apply"]
+    assert step["job_name"] == "dify-upgrade-legacy-model-types"
+    # The migration's pod otherwise: same environment, volumes and security.
+    migration = model["jobs"]["migration"]["spec"]["containers"][0]
+    assert container["envFrom"] == migration["envFrom"] and container["securityContext"] == migration["securityContext"]
+
+
+def test_a_step_done_is_not_run_again_and_one_left_pending_is():
+    done = {"upgrade_steps": {"legacy-model-types": '{"state": "done"}'}}
+    assert prepare("upgrade", dify_image_tag="1.17.1", existing=on("1.14.2", **done))["plan"]["upgrade_steps"] == []
+    # Migrated to 1.17.1 already (the record says so), but the step never finished: it runs.
+    pending = {"upgrade_steps": {"legacy-model-types": '{"state": "pending", "from": "1.14.2"}'}}
+    plan = prepare("upgrade", dify_image_tag="1.17.1", existing=on("1.17.1", **pending))["plan"]
+    assert plan["migration"] == "skip" and plan["upgrade_steps"] == ["legacy-model-types"]
+    assert prepare("upgrade", dify_image_tag="1.17.1", existing=on("1.15.0"))["plan"]["upgrade_steps"] == []
+    assert prepare("default")["plan"]["upgrade_steps"] == [], "a first install converts nothing"
