@@ -39,7 +39,7 @@ RECORD_ARG_SPEC: dict[str, dict[str, Any]] = {
     "kind": {
         "type": "str",
         "required": True,
-        "choices": ["migration", "backups", "provider-setup", "adoption", "operation"],
+        "choices": ["migration", "backups", "provider-setup", "adoption", "operation", "upgrade-steps"],
     },
     "data": {"type": "dict", "default": {}},
     "replace": {"type": "bool", "default": False},

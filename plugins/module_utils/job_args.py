@@ -159,7 +159,8 @@ def spec_from_params(
 
 MIGRATE_ARG_SPEC: dict[str, dict[str, Any]] = dict(
     JOB_ARG_SPEC,
-    command={"type": "list", "elements": "str", "default": list(DEFAULT_COMMAND)},
+    # Unset: migration.DEFAULT_COMMAND (flask db upgrade, then Alembic's current and heads).
+    command={"type": "list", "elements": "str"},
     job_name={"type": "str", "default": names.MIGRATION_JOB},
     force={"type": "bool", "default": False},
 )
@@ -179,7 +180,7 @@ JOB_MODULE_ARG_SPEC: dict[str, dict[str, Any]] = dict(
 
 def migrate_problems(params: dict[str, Any]) -> list[str]:
     found = input_problems(params, "job_name")
-    if not params["command"]:
+    if params["command"] is not None and not params["command"]:
         found.append("command must not be empty")
     return found
 
@@ -191,7 +192,7 @@ def migrate_spec(params: dict[str, Any]) -> JobSpec:
         job_name=params["job_name"],
         component=names.MIGRATION,
         container_name=CONTAINER_NAME,
-        command=params["command"],
+        command=params["command"] or list(DEFAULT_COMMAND),
         args=[],
         force=params["force"],
     )

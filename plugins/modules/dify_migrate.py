@@ -48,9 +48,12 @@ options:
     description:
       - Command of the migration container. It replaces the image's entrypoint (and the
         template's command and args).
+      - Unset, a shell runs C(flask db upgrade), then prints Alembic's C(flask db current) and
+        C(flask db heads) as the Job's report (a C(DIFY_REPORT) line with both); a migration
+        that exits 0 with the database below the image's head then fails. A command
+        of your own is judged by its exit code (and by such a report line if it prints one).
     type: list
     elements: str
-    default: [flask, db, upgrade]
   job_name:
     description:
       - Name of the Job, of its record ConfigMap and of the pods' C(job-name) label, so that

@@ -351,11 +351,12 @@ def prepare(
     data_from = previous or (adoption.source.release if adoption is not None else "")
     done = {name: records.decode_json(entry, {}) for name, entry in
             ((_first(found, "upgrade_steps") or {}).get("data") or {}).items()}  # fmt: skip
+    crossing = catalog.upgrade_steps(releases or {}, data_from, s.image_tag)
     steps = [step for step in (releases or {}).get("upgrade_steps") or []
-             if (step in catalog.upgrade_steps(releases or {}, data_from, s.image_tag)
-                 and done.get(step["name"], {}).get("state") != "done")
-             or done.get(step["name"], {}).get("state") == "pending"] if entry_point in ("main", "migrate_only",
-                                                                                          "adopt") else []  # fmt: skip
+             if done.get(step["name"], {}).get("state") == "pending"
+             or (step in crossing and done.get(step["name"], {}).get("state") != "done")]  # fmt: skip
+    if entry_point not in ("main", "migrate_only", "adopt"):
+        steps = []
     # A retry of an upgrade whose backup completed (its migration then failed) takes no second one:
     # retries would push the good backups out (dify_backup_keep).
     taken = _backup_of_this_upgrade(backups, catalog.tag_of(previous) if previous else "", s.image_tag,

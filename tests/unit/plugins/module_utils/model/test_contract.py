@@ -291,8 +291,8 @@ def test_no_service_gets_a_variable_dify_does_not_set(line, case):
 
 
 def value_of(m: dict[str, Any], member: str) -> tuple[str, str | None]:
-    service, _, rest = member.partition(".")
-    name, _, part = rest.partition("#")
+    service, _dot, rest = member.partition(".")
+    name, _hash, part = rest.partition("#")
     c = container(m, service)
     got = rendered_env(m, c).get(name) if c else None
     if got is None:
@@ -310,14 +310,14 @@ def test_values_that_must_agree_are_one_value(line, case):
     for group in d.get("agree") or []:
         members = []
         for member in group["vars"]:
-            service, _, rest = member.partition(".")
+            service, _dot, rest = member.partition(".")
             name = rest.split("#")[0]
             if name in renamed.get(service, {}):
                 member = member.replace(name, renamed[service][name]["to"])
             members.append(member)
         values = [value_of(m, member) for member in members]
         present = [(k, v) for k, v in values if v is not None]
-        distinct = sorted({v for _, v in present})
+        distinct = sorted({v for _member, v in present})
         if len(present) < 2:
             problems.append(
                 f"{line} {group['what']}: fewer than two of {', '.join(members)} rendered; nothing to compare"
@@ -409,7 +409,7 @@ def test_each_service_runs_as_the_user_dify_expects(line):
         w = workload(m, service)
         if not user or w is None:
             continue
-        uid, _, gid = str(user["value"]).partition(":")
+        uid, _colon, gid = str(user["value"]).partition(":")
         pod = w["spec"]["template"]["spec"].get("securityContext") or {}
         if str(pod.get("runAsUser")) != uid or (gid and str(pod.get("runAsGroup")) != gid):
             problems.append(
@@ -516,7 +516,10 @@ def test_squid_allows_and_denies_what_dify_does(line, case):
                 )
             continue
         conf = squid(cm["data"]["squid.conf"])
-        cite = lambda f: contract.cite(f, d["sources"])  # noqa: E731
+
+        def cite(f, sources=d["sources"]):
+            return contract.cite(f, sources)
+
         for key, acl in (("safe_ports", "Safe_ports"), ("ssl_ports", "SSL_ports")):
             if key not in facts or deviations(line, service, f"@squid:{key}"):
                 continue

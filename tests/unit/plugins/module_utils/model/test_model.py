@@ -599,8 +599,8 @@ def on(version: str, **more):
 def test_an_upgrade_crossing_1_15_plans_the_legacy_model_types_step_after_the_migration():
     model = prepare("upgrade", dify_image_tag="1.17.1", existing=on("1.14.2"))
     assert model["plan"]["upgrade_steps"] == ["legacy-model-types"]
-    assert model["plan"]["upgrade_steps_pending"] == {"legacy-model-types": {"state": "pending", "from": "1.14.2",
-                                                                              "to": "1.17.1"}}  # fmt: skip
+    pending = {"state": "pending", "from": "1.14.2", "to": "1.17.1"}
+    assert model["plan"]["upgrade_steps_pending"] == {"legacy-model-types": pending}
     (step,) = model["upgrade_steps"]
     container = step["pod"]["spec"]["containers"][0]
     assert container["name"] == "upgrade-step" and container["image"] == "langgenius/dify-api:1.17.1"
