@@ -7,6 +7,7 @@ source; the copy Jobs only read it."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.component
 FILES_PATH = "/app/api/storage"
 PLUGIN_PATH = "/app/storage"
 WEAVIATE_PATH = "/var/lib/weaviate"
+# The SHA-256 of the SECRET_KEY Dify's .env.example published up to 1.13 (dify:docker/.env.example@0ef8b5a0ca
+# line 101, @3bd228ddb7, @59639ca9b2; empty from 1.14.2 on): a source running with it is told to change it.
+EXAMPLE_SECRET_KEY_SHA256 = "0f44b34c6311bcb547867d393c1c56e6564e03d905fdd023637f549358bf3670"
+
 # The keys an installation's data needs to stay readable (SECRET_KEY signs sessions and file URLs;
 # the pairs keep plugins and code execution working without reconfiguring anything).
 CARRIED_KEYS = {
@@ -232,6 +237,14 @@ def _other_store(ns: str, env: dict[str, str], services: set[str]) -> dict[str, 
     return {}
 
 
+def in_namespace(host: str, namespace: str, services: set[str]) -> bool:
+    """Whether a host names a Service of the namespace: its short name, or qualified with the
+    namespace (weaviate.dify, weaviate.dify.svc, weaviate.dify.svc.cluster.local or another
+    cluster domain)."""
+    name, _dot, rest = host.partition(".")
+    return name in services and (not rest or rest == namespace or rest.startswith(f"{namespace}.svc"))
+
+
 def _service_host(host: str, namespace: str, services: set[str]) -> str:
     """A Service name of the source namespace, qualified so the target namespace reaches it."""
     return f"{host}.{namespace}.svc" if host in services else host
@@ -333,7 +346,7 @@ def discover(s: Any, found: dict[str, Any]) -> Source:
     # The vector store: a bundled Weaviate's volume, or an external one to reuse.
     if (env.get("VECTOR_STORE") or "weaviate") == "weaviate" and env.get("WEAVIATE_ENDPOINT"):
         host = re.sub(r"^\w+://", "", env["WEAVIATE_ENDPOINT"]).split(":", 1)[0].split("/", 1)[0]
-        if host in services and weaviates:
+        if in_namespace(host, ns, services) and weaviates:
             store, store_container = weaviates[0]
             source.weaviate = _volume(ns, store, store_container, WEAVIATE_PATH, "Weaviate keeps its data", pods)
         else:
@@ -395,6 +408,13 @@ def check(s: Any, source: Source, releases: dict[str, Any], target_stored: dict[
                 f"Nothing was changed. dify_namespace {s.namespace} already runs a Dify this collection does not "
                 f"manage ({obj['metadata']['name']}): adopt into a new namespace."
             )
+    if hashlib.sha256(source.keys.get("SECRET_KEY", "").encode()).hexdigest() == EXAMPLE_SECRET_KEY_SHA256:
+        notices.append(
+            "The source runs with the SECRET_KEY published in Dify's .env.example (up to 1.13): anyone can sign "
+            "sessions for it. It is carried over so that nothing breaks; change it once the adoption is done: "
+            "dify_secret_key with a new key (openssl rand -hex 32) and dify_rotate_secret_key: true (everyone signs "
+            "in again)."
+        )
     if source.vector_store.get("endpoint"):
         notices.append(f"The vector store {source.vector_store['endpoint']} is reused, not copied.")
     elif source.vector_store:

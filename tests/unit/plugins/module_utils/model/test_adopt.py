@@ -225,3 +225,30 @@ def test_a_pgvector_of_the_source_namespace_is_not_copied_and_other_stores_are_r
     assert any("flask vdb-migrate" in n for n in model["plan"]["notices"])
     with pytest.raises(InputError, match="keeps vectors in milvus"):
         prepare_adoption("handmade", existing=with_vector_store({"VECTOR_STORE": "milvus"}))
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://weaviate:8080", "http://weaviate.dify:8080", "http://weaviate.dify.svc:8080",
+     "http://weaviate.dify.svc.cluster.local:8080", "http://weaviate.dify.svc.k8s.example.net"],
+)  # fmt: skip
+def test_a_weaviate_of_the_source_namespace_is_copied_however_its_endpoint_is_written(endpoint):
+    found = fixture("community")
+    for cm in found["source_configmaps"]["resources"]:
+        if "WEAVIATE_ENDPOINT" in (cm.get("data") or {}):
+            cm["data"]["WEAVIATE_ENDPOINT"] = endpoint
+    source = adopt.discover(settings(), found)
+    assert source.weaviate is not None and not source.vector_store, "its volume is copied, nothing is stopped"
+
+
+def test_a_weaviate_of_another_namespace_is_reused_not_copied():
+    assert not adopt.in_namespace("weaviate.other", "dify", {"weaviate"})
+    assert not adopt.in_namespace("weaviate.example.com", "dify", {"weaviate"})
+    assert adopt.in_namespace("weaviate.dify.svc.cluster.local", "dify", {"weaviate"})
+
+
+def test_the_secret_key_dify_once_published_is_carried_over_with_a_warning():
+    model = prepare_adoption("community")  # the community chart's default is that key
+    assert any("SECRET_KEY published in Dify's .env.example" in n for n in model["plan"]["notices"])
+    nkp = prepare_adoption("nkp", dify_postgres_image="postgres:16-alpine")
+    assert not any("SECRET_KEY published" in n for n in nkp["plan"]["notices"])
