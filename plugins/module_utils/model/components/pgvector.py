@@ -18,13 +18,12 @@ from typing import Any
 
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils import names
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.errors import InputError
+from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components import postgres
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.components.base import (
     STATEFULSET,
     Component,
     Port,
     Workload,
-    secret_ref,
-    shell,
 )
 from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings import VECTOR_STORE, Settings
 
@@ -37,29 +36,9 @@ INIT_SQL = "CREATE EXTENSION IF NOT EXISTS vector;\n"
 
 def _pgvector(c: Component, b: Any) -> Workload:
     s = b.s
-    pg_ready = 'pg_isready -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
-    return c.workload(
-        b,
-        env=[
-            {"name": "POSTGRES_USER", "value": s.pgvector_user},
-            secret_ref("POSTGRES_PASSWORD", "PGVECTOR_PASSWORD"),
-            {"name": "POSTGRES_DB", "value": s.pgvector_database},
-            {"name": "PGDATA", "value": DATA_PATH + "/pgdata"},
-        ],
-        readiness=shell(pg_ready, periodSeconds=5),
-        liveness=shell(pg_ready, periodSeconds=30, failureThreshold=6),
-        data_path=DATA_PATH,
-        data_size=s.pgvector_storage_size,
-        volumes=[
-            {"name": "init", "configMap": {"name": names.PGVECTOR_INIT}},
-            {"name": "run", "emptyDir": {}},
-        ],
-        mounts=[
-            {"name": "init", "mountPath": "/docker-entrypoint-initdb.d"},
-            {"name": "run", "mountPath": "/var/run/postgresql"},
-        ],
-        pod_security=dict(PGVECTOR_USER),
-    )
+    return postgres.server(c, b, user=s.pgvector_user, password_key="PGVECTOR_PASSWORD", database=s.pgvector_database,
+                           init=names.PGVECTOR_INIT, storage_size=s.pgvector_storage_size,
+                           pod_security=PGVECTOR_USER, data_path=DATA_PATH)  # fmt: skip
 
 
 def config_maps(b: Any) -> list[dict[str, Any]]:

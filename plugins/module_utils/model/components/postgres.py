@@ -22,32 +22,43 @@ from ansible_collections.dify_ce.kubernetes.plugins.module_utils.model.settings 
 POSTGRES_USER = {"runAsUser": 70, "runAsGroup": 70, "fsGroup": 70, "runAsNonRoot": True}
 
 
-def _postgres(c: Component, b: Any) -> Workload:
-    s = b.s
+def server(c: Component, b: Any, *, user: str, password_key: str, database: str, init: str, storage_size: str,
+           pod_security: dict[str, Any], args: list[str] | None = None,
+           data_path: str = "/var/lib/postgresql/data") -> Workload:  # fmt: skip
+    """A PostgreSQL server of the official image (the bundled database, the bundled pgvector): its
+    user, password (a key of the credentials), database, an init ConfigMap run once on a new data
+    volume, and probes that ask the server itself."""
     pg_ready = 'pg_isready -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
     return c.workload(
         b,
-        args=["postgres", "-c", f"max_connections={s.postgres_max_connections}"],
+        **({"args": args} if args else {}),
         env=[
-            {"name": "POSTGRES_USER", "value": s.db_username},
-            secret_ref("POSTGRES_PASSWORD", "DB_PASSWORD"),
-            {"name": "POSTGRES_DB", "value": s.db_database},
-            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+            {"name": "POSTGRES_USER", "value": user},
+            secret_ref("POSTGRES_PASSWORD", password_key),
+            {"name": "POSTGRES_DB", "value": database},
+            {"name": "PGDATA", "value": data_path + "/pgdata"},
         ],
         readiness=shell(pg_ready, periodSeconds=5),
         liveness=shell(pg_ready, periodSeconds=30, failureThreshold=6),
-        data_path="/var/lib/postgresql/data",
-        data_size=s.postgres_storage_size,
+        data_path=data_path,
+        data_size=storage_size,
         volumes=[
-            {"name": "init", "configMap": {"name": names.POSTGRES_INIT}},
+            {"name": "init", "configMap": {"name": init}},
             {"name": "run", "emptyDir": {}},
         ],
         mounts=[
             {"name": "init", "mountPath": "/docker-entrypoint-initdb.d"},
             {"name": "run", "mountPath": "/var/run/postgresql"},
         ],
-        pod_security=dict(POSTGRES_USER),
+        pod_security=dict(pod_security),
     )
+
+
+def _postgres(c: Component, b: Any) -> Workload:
+    s = b.s
+    return server(c, b, user=s.db_username, password_key="DB_PASSWORD", database=s.db_database,
+                  init=names.POSTGRES_INIT, storage_size=s.postgres_storage_size, pod_security=POSTGRES_USER,
+                  args=["postgres", "-c", f"max_connections={s.postgres_max_connections}"])  # fmt: skip
 
 
 def config_maps(b: Any) -> list[dict[str, Any]]:
