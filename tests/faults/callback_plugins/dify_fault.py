@@ -3,7 +3,8 @@
 """The fault tier's interruption: kills the whole play (ansible-playbook and its workers, the
 process group it was started in) as a controller that dies would, at the start of task N
 (DIFY_FAULT_KILL_AT=N) or DIFY_FAULT_KILL_AFTER seconds into it. DIFY_FAULT_RECORD=<file> writes
-the task boundaries, one line per task started. Test-only: enabled by tests/faults."""
+the task boundaries, one JSON line per task started: its number, name, action and whether it ran
+(or was skipped). Test-only: enabled by tests/faults."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ requirements:
   - enabled in ANSIBLE_CALLBACKS_ENABLED
 """
 
+import json  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
@@ -37,6 +39,8 @@ class CallbackModule(CallbackBase):
         self.kill_at = int(os.environ.get("DIFY_FAULT_KILL_AT") or 0)
         self.after = float(os.environ.get("DIFY_FAULT_KILL_AFTER") or 0)
         self.record = os.environ.get("DIFY_FAULT_RECORD") or ""
+        self.tasks = {}  # number -> {"name", "action", "ran"}
+        self.numbers = {}  # task uuid -> number
 
     @staticmethod
     def _kill():
@@ -44,11 +48,22 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self.started += 1
-        if self.record:
-            with open(self.record, "a", encoding="utf-8") as out:
-                out.write(f"{self.started}\t{task.get_name()}\n")
+        self.numbers[task._uuid] = self.started
+        self.tasks[self.started] = {"n": self.started, "name": task.get_name(), "action": task.action, "ran": False}
         if self.started == self.kill_at:
             if self.after:
                 threading.Timer(self.after, self._kill).start()
             else:
                 self._kill()
+
+    def _ran(self, result):
+        number = self.numbers.get(result._task._uuid)
+        if number:
+            self.tasks[number]["ran"] = True
+
+    v2_runner_on_ok = v2_runner_on_failed = v2_runner_item_on_ok = v2_runner_item_on_failed = _ran
+
+    def v2_playbook_on_stats(self, stats):
+        if self.record:
+            with open(self.record, "w", encoding="utf-8") as out:
+                out.writelines(json.dumps(task) + "\n" for task in self.tasks.values())
