@@ -220,8 +220,9 @@ def boundaries(cluster: Cluster, ansible: Any, scenario: Scenario, tmp: Path) ->
         rc = interrupted_run(cluster, scenario.playbook, resolve(cluster, ns, scenario.extra(ns)), record=record)
         assert rc == 0, f"{scenario.name}: the uninterrupted run failed"
         tasks = [json.loads(line) for line in record.read_text().splitlines()]
+        changing = {action.rsplit(".", maxsplit=1)[-1] for action in CHANGING}
         return [(task["n"], task["name"]) for task in tasks
-                if task["ran"] and task["action"].split(".")[-1] in {a.split(".")[-1] for a in CHANGING}]  # fmt: skip
+                if task["ran"] and task["action"].rsplit(".", maxsplit=1)[-1] in changing]  # fmt: skip
     finally:
         drop_namespace(cluster, ns)
 
