@@ -9,9 +9,11 @@ command is then run again, as an operator would, and the invariants are checked:
 - the data is never copied twice, no migration runs on a half state, the lock is released.
 
 Each interruption runs in a fresh namespace built to the scenario's starting state. The boundaries
-of each scenario are found by a first, uninterrupted run (the callback plugin dify_fault lists them);
-DIFY_CE_FAULTS_EVERY=n tries every n-th boundary (default: every one for short scenarios, see
-SAMPLE). The tier prints "N interruptions, N converged" at the end (docs/reliability.md).
+of each scenario are found by a first, uninterrupted run (the callback plugin dify_fault lists them).
+A boundary is the moment before a task that changes something (CHANGING), the last one being the
+lock's release.
+Every one is tried; DIFY_CE_FAULTS_EVERY=n tries every n-th only (a quicker look while changing an
+entry point). The tier prints "N interruptions, N converged" at the end (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -179,26 +181,27 @@ SCENARIOS = {
     "upgrade-weaviate": Scenario(
         "upgrade-weaviate", "site.yml", lambda ns: site(ns, dify_image_tag="1.17.1"), "1.17.1",
         setup=lambda ansible, cluster, ns: install(ansible, cluster, ns, "1.16.1"), check=migrated_once_per_image,
-        every=2, during=("Copy Weaviate's volume to dify-backups",),
+        during=("Copy Weaviate's volume to dify-backups",),
     ),
     "rotation": Scenario(
         "rotation", "site.yml",
         lambda ns: site(ns, dify_db_password="Rotated-Passw0rd-fault", dify_rotate_db_password=True), "1.17.1",
         setup=install, kept=("SECRET_KEY", "REDIS_PASSWORD"),
+        during=("Change the password in the database (with the old one, unless the new one works already)",),
         check=lambda cluster, ns, before: [] if secret(cluster, ns)["DB_PASSWORD"] == "Rotated-Passw0rd-fault"
         else ["the rotation did not finish"],
     ),
     "restore": Scenario(
         "restore", "playbooks/restore.yml",
         lambda ns: {"dify_namespace": ns, "dify_restore_confirm": ns, "dify_restore_backup": "@backup"}, "1.11.4",
-        setup=with_backup, check=restored,
+        setup=with_backup, check=restored, during=("Restore the databases",),
     ),
     "uninstall": Scenario("uninstall", "playbooks/uninstall.yml", lambda ns: {"dify_namespace": ns}, "",
                           setup=install, check=uninstalled),
     "adopt": Scenario(
         "adopt", "playbooks/adopt.yml", lambda ns: {"dify_namespace": ns, "dify_adopt_namespace": ns + "-src"},
         "1.17.1", setup=lambda ansible, cluster, ns: install_adoption_source(cluster, ns + "-src", "community"),
-        check=copied_once, every=2, kept=(),
+        check=copied_once, kept=(), during=("Dump the source's databases and restore them here",),
     ),
 }  # fmt: skip
 
@@ -212,7 +215,7 @@ CHANGING = ("dify_ce.kubernetes.dify_apply", "dify_ce.kubernetes.dify_job", "dif
 
 def boundaries(cluster: Cluster, ansible: Any, scenario: Scenario, tmp: Path) -> list[tuple[int, str]]:
     """The task boundaries of an uninterrupted run of the scenario (in a namespace of its own):
-    before every task that changed something, and before the end of the play."""
+    before every task that changed something (the last: the release of the lock)."""
     ns = fresh_namespace(cluster, f"{scenario.name}-probe")
     try:
         scenario.setup(ansible, cluster, ns)
